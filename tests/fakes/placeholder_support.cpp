@@ -1,0 +1,2 @@
+// Test-support library anchor; fakes live beside this file.
+namespace mailprobe::testing {}
