@@ -1,0 +1,266 @@
+#include "daemon/cli.h"
+
+#include <ctime>
+#include <functional>
+#include <map>
+#include <ostream>
+
+#include "daemon/config.h"
+#include "daemon/log.h"
+#include "daemon/one_shot.h"
+#include "daemon/report.h"
+
+namespace mailprobe {
+namespace {
+
+constexpr int kUnknown = 3;
+
+const char* kUsage = R"(usage:
+  mailprobed check --config FILE [--format text|json] [--perfdata] [--warn-days N] [--crit-days N]
+  mailprobed check --host HOST [--port P ...] [--service imap|smtp] [--security none|starttls|tls]
+                   [--user USER (--password-file F | --password-env VAR | --password-credential NAME)]
+                   [--address ADDR ...] [--ca-file F] [--source-address ADDR] [--family any|ipv4|ipv6]
+                   [--mechanism M ...] [--auth required|optional|none] [--examine-inbox]
+                   [--strict-certificates] [--timeout 30s] [--format text|json] [--perfdata]
+  mailprobed validate --config FILE
+  mailprobed --version
+
+check probes once and prints what works and what fails, and why. Without --port, the platform's
+five endpoints: imap 143 (starttls), imap 993 (tls), smtp 25 (starttls, optional), smtp 465 (tls),
+smtp 587 (starttls). Passwords are never taken on the command line.
+Exit codes: 0 ok, 1 warning, 2 critical, 3 unknown (including a config error).
+)";
+
+struct Args {
+  std::string command;
+  std::map<std::string, std::vector<std::string>> values;
+  std::vector<std::string> flags;
+  std::string error;
+
+  bool has(const std::string& flag) const {
+    return std::find(flags.begin(), flags.end(), flag) != flags.end();
+  }
+  std::string get(const std::string& key) const {
+    auto it = values.find(key);
+    return it == values.end() || it->second.empty() ? "" : it->second.back();
+  }
+  std::vector<std::string> all(const std::string& key) const {
+    auto it = values.find(key);
+    return it == values.end() ? std::vector<std::string>{} : it->second;
+  }
+};
+
+const std::vector<std::string> kBooleanFlags{"--perfdata", "--examine-inbox",
+                                             "--strict-certificates", "--verbose", "--help"};
+const std::vector<std::string> kValueFlags{
+    "--config",         "--format",       "--warn-days",
+    "--crit-days",      "--host",         "--port",
+    "--service",        "--security",     "--user",
+    "--password-file",  "--password-env", "--password-credential",
+    "--address",        "--ca-file",      "--source-address",
+    "--family",         "--mechanism",    "--auth",
+    "--timeout",        "--ehlo-name",    "--tls-min-version",
+    "--tls-max-version"};
+
+Args parse(const std::vector<std::string>& argv) {
+  Args a;
+  size_t i = 0;
+  if (!argv.empty() && argv[0].rfind("--", 0) != 0) {
+    a.command = argv[0];
+    i = 1;
+  }
+  for (; i < argv.size(); ++i) {
+    std::string arg = argv[i];
+    std::string value;
+    bool inline_value = false;
+    if (auto eq = arg.find('='); eq != std::string::npos && arg.rfind("--", 0) == 0) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      inline_value = true;
+    }
+    if (arg == "--password") {
+      a.error =
+          "--password is not accepted: a password on the command line is visible to every "
+          "user of the machine; use --password-file, --password-env or "
+          "--password-credential";
+      return a;
+    }
+    if (std::find(kBooleanFlags.begin(), kBooleanFlags.end(), arg) != kBooleanFlags.end()) {
+      a.flags.push_back(arg);
+      continue;
+    }
+    if (arg == "--version") {
+      a.command = "version";
+      continue;
+    }
+    if (std::find(kValueFlags.begin(), kValueFlags.end(), arg) == kValueFlags.end()) {
+      a.error = "unknown option " + arg;
+      return a;
+    }
+    if (!inline_value) {
+      if (i + 1 >= argv.size()) {
+        a.error = arg + " needs a value";
+        return a;
+      }
+      value = argv[++i];
+    }
+    a.values[arg].push_back(value);
+  }
+  return a;
+}
+
+std::optional<int> parseInt(const std::string& s) {
+  try {
+    size_t used = 0;
+    int v = std::stoi(s, &used);
+    if (used == s.size()) {
+      return v;
+    }
+  } catch (...) {
+  }
+  return std::nullopt;
+}
+
+void printErrors(const std::vector<ConfigError>& errors, std::ostream& err) {
+  for (const auto& e : errors) {
+    err << e.format() << "\n";
+  }
+}
+
+LoadResult loadFromArgs(const Args& a) {
+  if (!a.get("--config").empty()) {
+    return loadConfig(a.get("--config"));
+  }
+  AdHocOptions o;
+  o.host = a.get("--host");
+  o.addresses = a.all("--address");
+  o.ports = a.all("--port");
+  o.service = a.get("--service");
+  o.security = a.get("--security");
+  o.auth = a.get("--auth");
+  o.user = a.get("--user");
+  o.password_file = a.get("--password-file");
+  o.password_env = a.get("--password-env");
+  o.password_credential = a.get("--password-credential");
+  o.ca_file = a.get("--ca-file");
+  o.source_address = a.get("--source-address");
+  o.family = a.get("--family");
+  o.ehlo_name = a.get("--ehlo-name");
+  o.timeout = a.get("--timeout");
+  o.tls_min_version = a.get("--tls-min-version");
+  o.tls_max_version = a.get("--tls-max-version");
+  o.mechanisms = a.all("--mechanism");
+  o.examine_inbox = a.has("--examine-inbox");
+  o.strict_certificates = a.has("--strict-certificates");
+  return adHocConfig(o);
+}
+
+std::vector<ProbeJob> jobsOf(const Config& config) {
+  std::vector<ProbeJob> jobs;
+  for (const auto& host : config.hosts) {
+    for (const auto& endpoint : host.endpoints) {
+      jobs.push_back({endpoint.spec, host.account});
+    }
+  }
+  return jobs;
+}
+
+int commandCheck(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.get("--config").empty() && a.get("--host").empty()) {
+    err << "check needs --config FILE or --host HOST\n" << kUsage;
+    return kUnknown;
+  }
+  std::string format = a.get("--format").empty() ? "text" : a.get("--format");
+  if (format != "text" && format != "json") {
+    err << "--format must be text or json, got " << format << "\n";
+    return kUnknown;
+  }
+  Thresholds th;
+  for (auto [flag, target] :
+       {std::pair{"--warn-days", &th.warn_days}, std::pair{"--crit-days", &th.crit_days}}) {
+    if (!a.get(flag).empty()) {
+      auto v = parseInt(a.get(flag));
+      if (!v || *v < 0) {
+        err << flag << " must be a whole number of days, got " << a.get(flag) << "\n";
+        return kUnknown;
+      }
+      *target = *v;
+    }
+  }
+  LoadResult loaded = loadFromArgs(a);
+  if (!loaded.ok()) {
+    printErrors(loaded.errors, err);
+    return kUnknown;
+  }
+  for (const auto& w : loaded.config->warnings) {
+    err << w << "\n";
+  }
+  std::vector<ProbeResult> results = runOnce(jobsOf(*loaded.config));
+  int64_t now = static_cast<int64_t>(std::time(nullptr));
+  Status status = overallStatus(results, th, now);
+  if (format == "json") {
+    out << reportJson(results, now).dump(2) << "\n";
+  } else {
+    out << reportText(results, th, now);
+  }
+  if (a.has("--perfdata")) {
+    out << "| " << perfdata(results, now) << "\n";
+  }
+  return static_cast<int>(status);
+}
+
+int commandValidate(const Args& a, std::ostream& out, std::ostream& err) {
+  if (a.get("--config").empty()) {
+    err << "validate needs --config FILE\n";
+    return kUnknown;
+  }
+  LoadResult loaded = loadConfig(a.get("--config"));
+  if (!loaded.ok()) {
+    printErrors(loaded.errors, err);
+    err << loaded.errors.size() << (loaded.errors.size() == 1 ? " error" : " errors") << " in "
+        << a.get("--config") << "\n";
+    return kUnknown;
+  }
+  for (const auto& w : loaded.config->warnings) {
+    err << w << "\n";
+  }
+  size_t endpoints = 0;
+  for (const auto& h : loaded.config->hosts) {
+    endpoints += h.endpoints.size();
+  }
+  out << a.get("--config") << ": ok, " << loaded.config->hosts.size()
+      << (loaded.config->hosts.size() == 1 ? " host, " : " hosts, ") << endpoints
+      << (endpoints == 1 ? " endpoint" : " endpoints") << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int runCli(const std::vector<std::string>& argv, std::ostream& out, std::ostream& err) {
+  Args a = parse(argv);
+  if (!a.error.empty()) {
+    err << "mailprobed: " << a.error << "\n";
+    return kUnknown;
+  }
+  if (a.has("--verbose")) {
+    log::setMaxLevel(log::Level::Debug);
+  }
+  if (a.command == "version") {
+    out << "mailprobed " << MAILPROBED_VERSION << "\n";
+    return 0;
+  }
+  if (a.command.empty() || a.has("--help") || a.command == "help") {
+    (a.command.empty() ? err : out) << kUsage;
+    return a.command.empty() ? kUnknown : 0;
+  }
+  if (a.command == "check") {
+    return commandCheck(a, out, err);
+  }
+  if (a.command == "validate") {
+    return commandValidate(a, out, err);
+  }
+  err << "mailprobed: unknown command " << a.command << "\n" << kUsage;
+  return kUnknown;
+}
+
+}  // namespace mailprobe

@@ -1,0 +1,36 @@
+#pragma once
+// Probe results for people (text), programs (JSON, the shape of PRODUCT.md) and Nagios (exit
+// code and perfdata). One place turns values into words.
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "probes/types.h"
+
+namespace mailprobe {
+
+struct Thresholds {
+  int warn_days = 21;  // certificate validity left before a warning
+  int crit_days = 7;   // ... and before a critical
+};
+
+enum class Status { Ok = 0, Warning = 1, Critical = 2, Unknown = 3 };
+
+std::string_view toString(Status s);
+
+// Nagios status of one result and of a whole run.
+Status statusOf(const ProbeResult& r, const Thresholds& t, int64_t now);
+Status overallStatus(const std::vector<ProbeResult>& results, const Thresholds& t, int64_t now);
+
+nlohmann::json toJson(const ProbeResult& r, int64_t now);
+nlohmann::json reportJson(const std::vector<ProbeResult>& results, int64_t now);
+std::string reportText(const std::vector<ProbeResult>& results, const Thresholds& t, int64_t now);
+// "label=value;;;; ..." for every endpoint: total time and certificate days left.
+std::string perfdata(const std::vector<ProbeResult>& results, int64_t now);
+
+std::string isoTime(int64_t unix_seconds);
+// Whole days left before the earliest not-after of the chain (negative once expired).
+int64_t daysLeft(const TlsFacts& tls, int64_t now);
+
+}  // namespace mailprobe

@@ -1,0 +1,128 @@
+// One sentence per result, for the person reading `check`, the status page or the log.
+
+#include <ctime>
+
+#include "probes/types.h"
+
+namespace mailprobe {
+namespace {
+
+std::string what(FailureReason r) {
+  switch (r) {
+    case FailureReason::None:
+      return "works";
+    case FailureReason::ResolveFailed:
+      return "the name does not resolve";
+    case FailureReason::ConnectRefused:
+      return "the connection is refused";
+    case FailureReason::ConnectTimeout:
+      return "the connection attempt times out";
+    case FailureReason::Timeout:
+      return "the server stops answering";
+    case FailureReason::ConnectionClosed:
+      return "the server closes the connection";
+    case FailureReason::ServiceUnavailable:
+      return "the server refuses service";
+    case FailureReason::ProtocolError:
+      return "the server's answer makes no sense";
+    case FailureReason::StartTlsNotOffered:
+      return "STARTTLS is not offered";
+    case FailureReason::StartTlsRefused:
+      return "STARTTLS is refused";
+    case FailureReason::PlaintextAfterStartTls:
+      return "plaintext follows STARTTLS (injection risk)";
+    case FailureReason::TlsHandshakeFailed:
+      return "the TLS handshake fails";
+    case FailureReason::TlsVersionUnsupported:
+      return "no TLS version in common";
+    case FailureReason::CertExpired:
+      return "the certificate has expired";
+    case FailureReason::CertNotYetValid:
+      return "the certificate is not valid yet";
+    case FailureReason::CertHostnameMismatch:
+      return "the certificate is for another name";
+    case FailureReason::CertSelfSigned:
+      return "the certificate is self-signed";
+    case FailureReason::CertUntrusted:
+      return "the certificate's issuer is unknown (missing intermediate?)";
+    case FailureReason::CertInvalid:
+      return "the certificate is invalid";
+    case FailureReason::AuthNotOffered:
+      return "no login is offered";
+    case FailureReason::AuthMechanismMissing:
+      return "a required login mechanism is missing";
+    case FailureReason::AuthFailed:
+      return "the login is refused";
+    case FailureReason::AuthBackoff:
+      return "logins are paused after failures";
+    case FailureReason::PlaintextAuthAllowed:
+      return "passwords are accepted before TLS";
+    case FailureReason::OpenRelay:
+      return "it relays to outside domains without sign-in (open relay)";
+    case FailureReason::TrustedRelayDenied:
+      return "the trusted network may not relay";
+    case FailureReason::AuthRelayDenied:
+      return "signed-in users may not relay";
+    case FailureReason::LocalDeliveryRefused:
+      return "mail for the local domain is refused";
+    case FailureReason::UnauthSubmissionAccepted:
+      return "it accepts mail without sign-in";
+  }
+  return "fails";
+}
+
+std::string date(int64_t t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d", &tm);
+  return buf;
+}
+
+}  // namespace
+
+std::string describe(const ProbeResult& r) {
+  std::string s = std::string(toString(r.service)) + " " + std::to_string(r.port) + " (" +
+                  std::string(toString(r.security)) + ") on " + r.host;
+  if (!r.address.empty() && r.address != r.host) {
+    s += " [" + r.address + "]";
+  }
+  if (r.reason == FailureReason::None) {
+    s += ": works";
+    if (r.tls) {
+      s += ", " + r.tls->version;
+    }
+    std::string ok;
+    for (const auto& a : r.auth) {
+      if (a.success) {
+        ok += (ok.empty() ? "" : ", ") + a.mechanism;
+      }
+    }
+    if (!ok.empty()) {
+      s += ", login with " + ok;
+    }
+    return s + ".";
+  }
+  s += ": fails at " + std::string(toString(r.phase)) + ": " + what(r.reason);
+  if (r.reason == FailureReason::CertExpired && r.tls && r.tls->leaf_not_after != 0) {
+    s += " (since " + date(r.tls->leaf_not_after) + ")";
+  }
+  if (r.phase == Phase::Auth && !r.auth.empty()) {
+    std::string failed;
+    for (const auto& a : r.auth) {
+      if (!a.success) {
+        failed += (failed.empty() ? "" : ", ") + a.mechanism;
+      }
+    }
+    if (!failed.empty()) {
+      s += " (" + failed + ")";
+    }
+  }
+  if (isCertificateReason(r.reason) && r.tls && r.tls->accept_all_ok) {
+    s += "; clients that accept all certificates still connect";
+  }
+  return s + ".";
+}
+
+}  // namespace mailprobe

@@ -1,0 +1,80 @@
+#pragma once
+// Probes one endpoint (host, port, security mode) on every address the host resolves to.
+//
+// Per address, in sequence: a first connection that walks the whole conversation (greeting,
+// capabilities, STARTTLS, the plaintext-login check, a login with the first usable mechanism,
+// optional EXAMINE, logout); then, if that login happened, one short connection per other
+// advertised mechanism, since a session that has logged in cannot log in again. The addresses
+// are probed in parallel. Time belongs to the caller's scheduler, except for the deadlines: each
+// phase has its own, and the whole endpoint has `timeouts.total`.
+//
+// Lifetime: start() returns an object owned by the loop. `done` is called exactly once, from a
+// libuv callback, after which the object is gone; cancel() instead ends it without `done`.
+
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "probes/connection.h"
+#include "probes/probe_spec.h"
+#include "probes/types.h"
+
+namespace mailprobe {
+
+class TlsContext;
+
+class EndpointProbe {
+ public:
+  using Done = std::function<void(std::vector<ProbeResult>)>;
+
+  // `tls` may be null: a context is made from spec.tls (a failure to load the CA file is then
+  // reported as the result's detail with reason tls_handshake_failed).
+  static EndpointProbe* start(uv_loop_t* loop, EndpointSpec spec, Credentials credentials,
+                              std::shared_ptr<TlsContext> tls, Done done);
+  void cancel();
+
+ private:
+  struct AddressRun;
+
+  EndpointProbe(uv_loop_t* loop, EndpointSpec spec, Credentials credentials,
+                std::shared_ptr<TlsContext> tls, Done done);
+  ~EndpointProbe();
+  void resolve();
+  void onResolved(int status, addrinfo* res);
+  void startAddresses(std::vector<sockaddr_storage> addresses);
+  void runNext(AddressRun& run);
+  void onConnectionDone(AddressRun& run, ConnectionResult result);
+  void onDeadline(AddressRun& run);
+  void finishRun(AddressRun& run);
+  void failAll(FailureReason reason, Phase phase, std::string detail);
+  void maybeComplete();
+  void closeHandles();
+
+  uv_loop_t* loop_;
+  EndpointSpec spec_;
+  Credentials credentials_;
+  std::shared_ptr<TlsContext> tls_;
+  Done done_;
+  uv_timer_t resolve_timer_;
+  struct ResolveRequest;
+  ResolveRequest* resolve_req_ = nullptr;
+  uint64_t started_ns_ = 0;
+  int64_t started_at_ = 0;
+  double resolve_seconds_ = 0;
+  std::vector<std::unique_ptr<AddressRun>> runs_;
+  std::vector<ProbeResult> results_;
+  int open_handles_ = 0;
+  bool cancelled_ = false;
+};
+
+// Folds the connections made to one address into the endpoint's result (pure; tested alone).
+ProbeResult mergeConnections(const EndpointSpec& spec, const std::string& address,
+                             double resolve_seconds, const std::vector<ConnectionResult>& runs);
+
+// Mechanisms the first connection may use, in the order the probe prefers them.
+std::vector<std::string> candidateMechanisms(const EndpointSpec& spec);
+
+}  // namespace mailprobe

@@ -1,0 +1,71 @@
+#pragma once
+// The IMAP conversation of a probe (RFC 3501 / 9051): greeting, CAPABILITY, STARTTLS and
+// CAPABILITY again, the plaintext-login check, one login, optional EXAMINE INBOX, LOGOUT.
+
+#include <deque>
+
+#include "probes/imap_response.h"
+#include "probes/session.h"
+
+namespace mailprobe {
+
+class ImapSession final : public ProtocolSession {
+ public:
+  ImapSession(SessionHost& host, ConnectionPlan plan);
+
+  // ProtocolSession
+  void onConnected(const std::optional<TlsFacts>& tls) override;
+  void onData(std::string_view bytes) override;
+  void onTlsEstablished(const TlsFacts& tls) override;
+
+ private:
+  enum class State {
+    Greeting,
+    Capability,
+    PlaintextCheck,
+    StartTls,
+    TlsHandshake,
+    CapabilityAfterTls,
+    Login,
+    Examine,
+    Logout,
+    Done,
+  };
+
+  void handle(const ImapResponse& r);
+  void handleGreeting(const ImapResponse& r);
+  void handleCapability(const ImapResponse& r);
+  void handlePlaintextCheck(const ImapResponse& r);
+  void handleStartTls(const ImapResponse& r);
+  void handleLogin(const ImapResponse& r);
+  void handleExamine(const ImapResponse& r);
+  void handleLogout(const ImapResponse& r);
+
+  // Steps that begin a state.
+  void afterCapabilities();
+  void beginStartTls();
+  void beginLogin();
+  void beginExamineOrLogout();
+  void beginLogout();
+
+  void transitionTo(State next);
+  std::string nextTag();
+  // Sends a command, splitting it at synchronizing literals: the rest waits for "+".
+  void command(std::vector<std::string> chunks);
+  std::string literalOrQuoted(std::string_view value, std::vector<std::string>& chunks,
+                              std::string& current);
+  void onContinuation(const ImapResponse& r);
+  std::vector<std::string>& currentCaps();
+  bool has(std::string_view cap);
+
+  State state_ = State::Greeting;
+  ImapResponseParser parser_;
+  int tag_counter_ = 0;
+  std::string tag_;                  // tag of the command awaiting its completion
+  std::deque<std::string> pending_;  // command chunks waiting for a continuation
+  std::string mechanism_;            // the login in progress
+  int sasl_step_ = 0;
+  bool capabilities_known_ = false;  // capabilities for the current TLS state are known
+};
+
+}  // namespace mailprobe

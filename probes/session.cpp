@@ -1,0 +1,134 @@
+#include "probes/session.h"
+
+#include <algorithm>
+
+namespace mailprobe {
+
+ProtocolSession::ProtocolSession(SessionHost& host, ConnectionPlan plan)
+    : host_(host), plan_(std::move(plan)) {}
+
+void ProtocolSession::enter(Phase phase) {
+  phase_ = phase;
+  host_.enterPhase(phase);
+}
+
+void ProtocolSession::noteFailure(FailureReason reason, Phase phase, std::string detail) {
+  if (outcome_.reason != FailureReason::None) {
+    return;
+  }
+  outcome_.reason = reason;
+  outcome_.phase = phase;
+  outcome_.detail = std::move(detail);
+}
+
+void ProtocolSession::fail(FailureReason reason, std::string detail) {
+  if (outcome_.finished) {
+    return;
+  }
+  noteFailure(reason, phase_, std::move(detail));
+  finish();
+}
+
+void ProtocolSession::finish() {
+  if (outcome_.finished) {
+    return;
+  }
+  outcome_.finished = true;
+  host_.done();
+}
+
+void ProtocolSession::abort(FailureReason reason, std::optional<Phase> phase, std::string detail) {
+  if (outcome_.finished) {
+    return;
+  }
+  noteFailure(reason, phase.value_or(phase_), std::move(detail));
+  outcome_.finished = true;
+}
+
+void ProtocolSession::onPeerClosed(std::optional<Phase> phase) {
+  if (outcome_.finished) {
+    return;
+  }
+  if (phase_ == Phase::Logout) {
+    // Closing after (or instead of) the goodbye is how many servers end a session.
+    outcome_.logged_out = true;
+    outcome_.finished = true;
+    return;
+  }
+  abort(FailureReason::ConnectionClosed, phase, "the server closed the connection");
+}
+
+void ProtocolSession::recordTls(const TlsFacts& tls) {
+  outcome_.tls_up = true;
+  outcome_.tls = tls;
+  if (tls.verify != FailureReason::None) {
+    noteFailure(tls.verify, Phase::TlsHandshake, tls.verify_detail);
+  }
+}
+
+bool ProtocolSession::mayLogIn() const {
+  if (plan_.spec->security != Security::None && !outcome_.tls_up) {
+    return false;
+  }
+  if (outcome_.tls && outcome_.tls->verify != FailureReason::None &&
+      !plan_.spec->tls.login_despite_invalid_cert) {
+    return false;
+  }
+  return plan_.credentials != nullptr && !plan_.credentials->empty();
+}
+
+std::optional<std::string> ProtocolSession::chooseMechanism(
+    const std::vector<std::string>& advertised) const {
+  for (const auto& m : plan_.candidates) {
+    bool offered = std::find(advertised.begin(), advertised.end(), m) != advertised.end();
+    bool tried = std::find(plan_.already_tried.begin(), plan_.already_tried.end(), m) !=
+                 plan_.already_tried.end();
+    if (offered && !tried) {
+      return m;
+    }
+  }
+  return std::nullopt;
+}
+
+void ProtocolSession::noteNoMechanism(const std::vector<std::string>& advertised) {
+  if (plan_.candidates.empty() || !plan_.already_tried.empty() ||
+      plan_.spec->auth != AuthPolicy::Required) {
+    return;
+  }
+  if (advertised.empty()) {
+    noteFailure(FailureReason::AuthNotOffered, Phase::Auth, "the server offers no way to log in");
+  } else {
+    std::string list;
+    for (const auto& m : advertised) {
+      list += (list.empty() ? "" : " ") + m;
+    }
+    noteFailure(FailureReason::AuthMechanismMissing, Phase::Auth,
+                "no usable mechanism among those offered: " + list);
+  }
+}
+
+void ProtocolSession::recordAuth(std::string mechanism, bool success, FailureReason reason,
+                                 std::string detail) {
+  outcome_.auth = AuthAttempt{std::move(mechanism), success, reason, std::move(detail)};
+  if (!success) {
+    noteFailure(reason, Phase::Auth, outcome_.auth->detail);
+  }
+}
+
+std::string sanitize(std::string_view text, size_t max) {
+  std::string out;
+  for (char c : text) {
+    if (out.size() >= max) {
+      out += "...";
+      break;
+    }
+    unsigned char u = static_cast<unsigned char>(c);
+    out.push_back(u >= 0x20 && u < 0x7f ? c : (c == '\t' ? ' ' : '?'));
+  }
+  while (!out.empty() && out.back() == ' ') {
+    out.pop_back();
+  }
+  return out;
+}
+
+}  // namespace mailprobe

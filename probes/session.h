@@ -1,0 +1,123 @@
+#pragma once
+// A protocol conversation over one connection, with no I/O of its own (STYLE habit 3).
+//
+// GLOSSARY
+//   host      whoever moves the bytes: the libuv Connection in production, a FakeHost in tests.
+//             It owns time (phase deadlines) and the transport (TCP, TLS engine).
+//   session   the protocol state machine (ImapSession, SmtpSession). It takes bytes and events,
+//             and answers with sends, a TLS switch request, phase changes and one `done`.
+//   outcome   what the session saw on this connection; complete once `done` was called.
+//   soft failure  a finding that does not stop the conversation (an invalid certificate, plaintext
+//             login allowed, a refused login): the first failure is the outcome's reason, and the
+//             conversation goes on so every later fact is still gathered.
+//   hard failure  the conversation cannot go on (timeout, closed, refused STARTTLS): finish now.
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "probes/probe_spec.h"
+#include "probes/types.h"
+
+namespace mailprobe {
+
+class SessionHost {
+ public:
+  virtual ~SessionHost() = default;
+  // Plaintext to the server; the host encrypts it once TLS is up.
+  virtual void send(std::string_view bytes) = 0;
+  // Switch the transport to TLS (after a positive STARTTLS reply). The host answers with
+  // ProtocolSession::onTlsEstablished, or aborts the session with the handshake's reason.
+  virtual void startTls() = 0;
+  // The conversation moved on: the host stamps the phase timing and rearms the phase deadline.
+  virtual void enterPhase(Phase phase) = 0;
+  // The session is finished (its outcome is final); the host closes the connection. Called once.
+  virtual void done() = 0;
+};
+
+// What one connection should do.
+struct ConnectionPlan {
+  const EndpointSpec* spec = nullptr;
+  const Credentials* credentials = nullptr;
+  // Mechanisms to log in with, in order; the session uses the first one the server advertises
+  // that is not in `already_tried`. Empty: no login on this connection.
+  std::vector<std::string> candidates;
+  std::vector<std::string> already_tried;
+  // On a STARTTLS endpoint: check that a login before TLS is refused or not offered.
+  bool check_plaintext_login = false;
+  bool examine = false;  // IMAP EXAMINE INBOX after login
+};
+
+// What one connection saw.
+struct ConnectionOutcome {
+  FailureReason reason = FailureReason::None;  // the first failure, hard or soft
+  Phase phase = Phase::Connect;                // where it happened
+  std::string detail;
+  bool finished = false;  // done() was called
+  bool tls_up = false;
+  std::optional<TlsFacts> tls;
+  bool starttls_offered = false;
+  std::vector<std::string> capabilities_before_tls;
+  std::vector<std::string> capabilities_after_tls;
+  std::vector<std::string> auth_before_tls;
+  std::vector<std::string> auth_after_tls;
+  std::optional<bool> plaintext_login_refused;
+  std::optional<AuthAttempt> auth;  // the login tried on this connection, if any
+  bool logged_out = false;          // the conversation ended cleanly
+};
+
+class ProtocolSession {
+ public:
+  explicit ProtocolSession(SessionHost& host, ConnectionPlan plan);
+  virtual ~ProtocolSession() = default;
+  ProtocolSession(const ProtocolSession&) = delete;
+  ProtocolSession& operator=(const ProtocolSession&) = delete;
+
+  // The transport is up: TCP connected, or for implicit TLS the handshake completed (the host
+  // passes its facts). The server speaks first.
+  virtual void onConnected(const std::optional<TlsFacts>& tls) = 0;
+  virtual void onData(std::string_view bytes) = 0;
+  // The STARTTLS handshake completed (the certificate may still have failed verification).
+  virtual void onTlsEstablished(const TlsFacts& tls) = 0;
+
+  // The host ends the conversation: timeout, peer close, TLS failure. A no-op once finished.
+  // A close by the peer after the session has begun logging out is a clean end, not a failure.
+  // `phase` is the host's view (it knows connect and the TLS handshake); the session's own
+  // phase is used when the host passes nullopt.
+  void abort(FailureReason reason, std::optional<Phase> phase, std::string detail);
+  void onPeerClosed(std::optional<Phase> phase);
+
+  const ConnectionOutcome& outcome() const { return outcome_; }
+  Phase currentPhase() const { return phase_; }
+
+ protected:
+  void enter(Phase phase);
+  void send(std::string_view bytes) { host_.send(bytes); }
+  // A finding that does not stop the conversation; only the first one is the reason.
+  void noteFailure(FailureReason reason, Phase phase, std::string detail);
+  // Ends the conversation with this failure (or with the first soft one noted before it).
+  void fail(FailureReason reason, std::string detail);
+  // Ends the conversation; the outcome keeps whatever was noted.
+  void finish();
+  // Records the TLS facts; an unverified certificate is a soft failure in the TLS phase.
+  void recordTls(const TlsFacts& tls);
+  // Whether to send credentials now: never before TLS on a TLS endpoint, and never to a server
+  // whose certificate failed verification unless the spec allows it.
+  bool mayLogIn() const;
+  // The first candidate mechanism the server advertises, not yet tried; nullopt if none.
+  std::optional<std::string> chooseMechanism(const std::vector<std::string>& advertised) const;
+  // Records the absence of a usable mechanism as a soft failure where the plan needed one.
+  void noteNoMechanism(const std::vector<std::string>& advertised);
+  void recordAuth(std::string mechanism, bool success, FailureReason reason, std::string detail);
+
+  SessionHost& host_;
+  ConnectionPlan plan_;
+  ConnectionOutcome outcome_;
+  Phase phase_ = Phase::Connect;
+};
+
+// Bounded, printable copy of peer text for details and logs.
+std::string sanitize(std::string_view text, size_t max = 200);
+
+}  // namespace mailprobe

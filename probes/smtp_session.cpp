@@ -1,0 +1,299 @@
+#include "probes/smtp_session.h"
+
+#include "probes/sasl.h"
+
+namespace mailprobe {
+namespace {
+
+// A user that cannot exist, for the plaintext-login check (see ImapSession).
+constexpr std::string_view kPlaintextCheckUser = "mailprobed-plaintext-check@invalid";
+
+std::string describeReply(const SmtpReply& r) {
+  return sanitize(std::to_string(r.code) + " " + r.text());
+}
+
+}  // namespace
+
+SmtpSession::SmtpSession(SessionHost& host, ConnectionPlan plan)
+    : ProtocolSession(host, std::move(plan)) {}
+
+void SmtpSession::transitionTo(State next) {
+  state_ = next;
+  switch (next) {
+    case State::Greeting:
+      enter(Phase::Greeting);
+      break;
+    case State::Ehlo:
+    case State::Helo:
+    case State::EhloAfterTls:
+      enter(Phase::Capabilities);
+      break;
+    case State::PlaintextCheck:
+    case State::PlaintextCancel:
+    case State::Auth:
+      enter(Phase::Auth);
+      break;
+    case State::StartTls:
+      enter(Phase::StartTls);
+      break;
+    case State::Quit:
+      enter(Phase::Logout);
+      break;
+    case State::TlsHandshake:
+    case State::Done:
+      break;
+  }
+}
+
+void SmtpSession::onConnected(const std::optional<TlsFacts>& tls) {
+  if (tls) {
+    recordTls(*tls);
+  }
+  transitionTo(State::Greeting);
+}
+
+void SmtpSession::onTlsEstablished(const TlsFacts& tls) {
+  recordTls(tls);
+  // What the server said before TLS is forgotten (RFC 3207 4.2): ask again.
+  caps_ = {};
+  transitionTo(State::EhloAfterTls);
+  send("EHLO " + plan_.spec->ehlo_name + "\r\n");
+}
+
+void SmtpSession::onData(std::string_view bytes) {
+  if (outcome_.finished) {
+    return;
+  }
+  parser_.feed(bytes);
+  while (!outcome_.finished) {
+    std::optional<SmtpReply> r = parser_.next();
+    if (!r) {
+      break;
+    }
+    handle(*r);
+    if (state_ == State::TlsHandshake) {
+      if (parser_.buffered() > 0) {
+        fail(FailureReason::PlaintextAfterStartTls,
+             "the server sent plaintext after accepting STARTTLS");
+      }
+      return;
+    }
+  }
+  if (parser_.failed() && !outcome_.finished) {
+    fail(FailureReason::ProtocolError, "unparsable reply: " + parser_.error());
+  }
+}
+
+void SmtpSession::handle(const SmtpReply& r) {
+  switch (state_) {
+    case State::Greeting:
+      handleGreeting(r);
+      break;
+    case State::Ehlo:
+    case State::EhloAfterTls:
+      handleEhlo(r);
+      break;
+    case State::Helo:
+      handleHelo(r);
+      break;
+    case State::PlaintextCheck:
+    case State::PlaintextCancel:
+      handlePlaintextCheck(r);
+      break;
+    case State::StartTls:
+      handleStartTls(r);
+      break;
+    case State::Auth:
+      handleAuth(r);
+      break;
+    case State::Quit:
+      handleQuit(r);
+      break;
+    case State::TlsHandshake:
+    case State::Done:
+      fail(FailureReason::ProtocolError, "unexpected reply: " + describeReply(r));
+      break;
+  }
+}
+
+void SmtpSession::handleGreeting(const SmtpReply& r) {
+  if (r.code == 421 || r.code == 554) {
+    fail(FailureReason::ServiceUnavailable, "the server refuses service: " + describeReply(r));
+    return;
+  }
+  if (r.code != 220) {
+    fail(FailureReason::ProtocolError, "unexpected greeting: " + describeReply(r));
+    return;
+  }
+  transitionTo(State::Ehlo);
+  send("EHLO " + plan_.spec->ehlo_name + "\r\n");
+}
+
+void SmtpSession::handleEhlo(const SmtpReply& r) {
+  if (r.code == 421) {
+    fail(FailureReason::ServiceUnavailable, "the server closes: " + describeReply(r));
+    return;
+  }
+  if (r.code != 250) {
+    if (state_ == State::Ehlo && r.permanentNegative()) {
+      transitionTo(State::Helo);  // an RFC 821 server
+      send("HELO " + plan_.spec->ehlo_name + "\r\n");
+      return;
+    }
+    fail(FailureReason::ProtocolError, "EHLO refused: " + describeReply(r));
+    return;
+  }
+  caps_ = EhloCapabilities::parse(r);
+  auto& keywords =
+      outcome_.tls_up ? outcome_.capabilities_after_tls : outcome_.capabilities_before_tls;
+  keywords = caps_.keywords;
+  (outcome_.tls_up ? outcome_.auth_after_tls : outcome_.auth_before_tls) = caps_.auth_mechanisms;
+  afterEhlo();
+}
+
+void SmtpSession::handleHelo(const SmtpReply& r) {
+  if (r.code != 250) {
+    fail(FailureReason::ProtocolError, "HELO refused: " + describeReply(r));
+    return;
+  }
+  caps_ = {};
+  afterEhlo();
+}
+
+void SmtpSession::afterEhlo() {
+  if (plan_.spec->security == Security::StartTls && !outcome_.tls_up) {
+    outcome_.starttls_offered = caps_.starttls;
+    outcome_.plaintext_login_refused = caps_.auth_mechanisms.empty();
+    if (plan_.check_plaintext_login && !caps_.auth_mechanisms.empty()) {
+      // AUTH before TLS: would the server take a password in clear? Ask with a user that
+      // cannot exist, so that no real password leaves and no account can be locked out.
+      transitionTo(State::PlaintextCheck);
+      send("AUTH PLAIN " + saslPlain(kPlaintextCheckUser, "x") + "\r\n");
+      return;
+    }
+    beginStartTls();
+    return;
+  }
+  beginAuth();
+}
+
+void SmtpSession::handlePlaintextCheck(const SmtpReply& r) {
+  if (state_ == State::PlaintextCancel) {
+    beginStartTls();  // the 501 that answers our "*"
+    return;
+  }
+  // 535 (credentials rejected) or 235 means the server processed a cleartext password;
+  // 538 (encryption required), 530, 503, 504: refused before looking at it (RFC 4954).
+  bool processed = r.code == 535 || r.code == 235 || r.code == 334;
+  outcome_.plaintext_login_refused = !processed;
+  if (processed) {
+    noteFailure(FailureReason::PlaintextAuthAllowed, Phase::Auth,
+                "AUTH before STARTTLS was processed: " + describeReply(r));
+  }
+  if (r.code == 334) {
+    transitionTo(State::PlaintextCancel);
+    send("*\r\n");  // cancel the exchange; the server answers 501 and we go on
+    return;
+  }
+  if (r.code == 235) {
+    beginQuit();
+    return;
+  }
+  beginStartTls();
+}
+
+void SmtpSession::beginStartTls() {
+  if (!caps_.starttls) {
+    if (plan_.spec->starttls_required) {
+      fail(FailureReason::StartTlsNotOffered, "EHLO does not list STARTTLS");
+      return;
+    }
+    // TLS is optional here (SMTP 25): the conversation goes on in clear, without any login.
+    beginAuth();
+    return;
+  }
+  transitionTo(State::StartTls);
+  send("STARTTLS\r\n");
+}
+
+void SmtpSession::handleStartTls(const SmtpReply& r) {
+  if (r.code != 220) {
+    fail(FailureReason::StartTlsRefused, "STARTTLS refused: " + describeReply(r));
+    return;
+  }
+  transitionTo(State::TlsHandshake);
+  if (parser_.buffered() > 0) {
+    return;  // onData reports the injection
+  }
+  host_.startTls();
+}
+
+void SmtpSession::beginAuth() {
+  std::optional<std::string> mechanism;
+  if (mayLogIn()) {
+    mechanism = chooseMechanism(caps_.auth_mechanisms);
+    if (!mechanism) {
+      noteNoMechanism(caps_.auth_mechanisms);
+    }
+  }
+  if (!mechanism) {
+    beginQuit();
+    return;
+  }
+  mechanism_ = *mechanism;
+  sasl_step_ = 0;
+  transitionTo(State::Auth);
+  const Credentials& c = *plan_.credentials;
+  if (mechanism_ == "PLAIN") {
+    sasl_step_ = 1;
+    send("AUTH PLAIN " + saslPlain(c.user, c.password) + "\r\n");
+    return;
+  }
+  send("AUTH " + mechanism_ + "\r\n");
+}
+
+void SmtpSession::handleAuth(const SmtpReply& r) {
+  if (r.code == 334) {
+    const Credentials& c = *plan_.credentials;
+    std::string challenge = r.lines.empty() ? "" : r.lines.front();
+    std::string answer;
+    if (mechanism_ == "LOGIN" && sasl_step_ == 0) {
+      answer = base64Encode(c.user);
+    } else if (mechanism_ == "LOGIN" && sasl_step_ == 1) {
+      answer = base64Encode(c.password);
+    } else if (mechanism_ == "CRAM-MD5" && sasl_step_ == 0) {
+      answer = cramMd5Response(c.user, c.password, challenge);
+    } else if (mechanism_ == "PLAIN" && sasl_step_ == 1) {
+      // Some servers ignore the initial response and ask for it again.
+      answer = saslPlain(c.user, c.password);
+    }
+    ++sasl_step_;
+    send((answer.empty() ? std::string("*") : answer) + "\r\n");
+    return;
+  }
+  if (r.code == 235) {
+    recordAuth(mechanism_, true, FailureReason::None, "");
+  } else if (r.code == 421) {
+    recordAuth(mechanism_, false, FailureReason::ServiceUnavailable, describeReply(r));
+    fail(FailureReason::ServiceUnavailable, describeReply(r));
+    return;
+  } else if (r.code >= 400) {
+    recordAuth(mechanism_, false, FailureReason::AuthFailed, describeReply(r));
+  } else {
+    recordAuth(mechanism_, false, FailureReason::ProtocolError, describeReply(r));
+  }
+  beginQuit();
+}
+
+void SmtpSession::beginQuit() {
+  transitionTo(State::Quit);
+  send("QUIT\r\n");
+}
+
+void SmtpSession::handleQuit(const SmtpReply&) {
+  outcome_.logged_out = true;
+  transitionTo(State::Done);
+  finish();
+}
+
+}  // namespace mailprobe
