@@ -178,6 +178,7 @@ void ImapSession::handleGreeting(const ImapResponse& r) {
   if (r.status == "PREAUTH") {
     // Already authenticated: there is nothing to log in to, and no STARTTLS is possible.
     if (plan_.spec->security == Security::StartTls) {
+      enter(Phase::StartTls);
       fail(FailureReason::StartTlsNotOffered, "the server greets with PREAUTH");
       return;
     }
@@ -226,6 +227,7 @@ void ImapSession::afterCapabilities() {
     outcome_.starttls_offered = has("STARTTLS");
     outcome_.plaintext_login_refused = has("LOGINDISABLED");
     if (!outcome_.starttls_offered) {
+      enter(Phase::StartTls);
       fail(FailureReason::StartTlsNotOffered, "CAPABILITY does not list STARTTLS");
       return;
     }

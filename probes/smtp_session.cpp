@@ -205,6 +205,7 @@ void SmtpSession::handlePlaintextCheck(const SmtpReply& r) {
 void SmtpSession::beginStartTls() {
   if (!caps_.starttls) {
     if (plan_.spec->starttls_required) {
+      enter(Phase::StartTls);
       fail(FailureReason::StartTlsNotOffered, "EHLO does not list STARTTLS");
       return;
     }

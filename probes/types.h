@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <ostream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -82,6 +83,12 @@ const std::vector<Phase>& allPhases();
 const std::vector<FailureReason>& allFailureReasons();
 
 bool isCertificateReason(FailureReason r);
+
+// For test failure messages and logs.
+inline std::ostream& operator<<(std::ostream& o, Service v) { return o << toString(v); }
+inline std::ostream& operator<<(std::ostream& o, Security v) { return o << toString(v); }
+inline std::ostream& operator<<(std::ostream& o, Phase v) { return o << toString(v); }
+inline std::ostream& operator<<(std::ostream& o, FailureReason v) { return o << toString(v); }
 
 // What a TLS handshake showed. Present whenever a handshake completed, including when the
 // certificate failed verification: an invalid certificate never hides these facts.
