@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs, from Debian 12 packages, everything mailprobed needs to build and to run its whole
+# test suite (real Dovecot and Postfix, promtool, swaks, curl). Needs root. Idempotent.
+set -euo pipefail
+
+packages=(
+  # build
+  build-essential cmake pkg-config
+  libuv1-dev libssl-dev prometheus-cpp-dev libtomlplusplus-dev nlohmann-json3-dev
+  libgtest-dev libgmock-dev libsystemd-dev
+  # the loopback mail servers of the integration tests and the demo
+  dovecot-core dovecot-imapd postfix openssl
+  # real clients and tools the tests compare against
+  swaks curl iproute2 prometheus
+)
+
+if [ "$(id -u)" != 0 ]; then
+  echo "tests/deps.sh: run as root (sudo) to install: ${packages[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+# Postfix unconfigured: the tests run private instances; the system one must not start on :25.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${packages[@]}"

@@ -1,0 +1,321 @@
+// The probe engine against real Dovecot and Postfix on loopback (tests/integration/mailenv.sh),
+// and against sockets that misbehave in the simple ways a real server shows too (a closed port,
+// a listener that never greets).
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <set>
+
+#include "daemon/one_shot.h"
+#include "probes/endpoint_probe.h"
+#include "tests/fakes/mail_env.h"
+
+namespace mailprobe {
+namespace {
+
+using testing::MailEnv;
+
+// Source address of the probe: Dovecot shows LOGINDISABLED only to a client whose address
+// differs from the listener's (STYLE.md, platform facts).
+constexpr const char* kProbeSource = "127.0.0.2";
+
+class ProbeEngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::string why;
+    if (!MailEnv::available(&why)) {
+      skip_reason_ = why;
+      return;
+    }
+    env_ = MailEnv::start(&start_error_).release();
+  }
+  static void TearDownTestSuite() {
+    delete env_;
+    env_ = nullptr;
+  }
+  void SetUp() override {
+    if (!skip_reason_.empty()) {
+      GTEST_SKIP() << "needs Dovecot and Postfix: " << skip_reason_;
+    }
+    ASSERT_NE(env_, nullptr) << "the loopback mail servers did not start: " << start_error_;
+  }
+
+  static EndpointSpec spec(Service service, uint16_t port, Security security,
+                           const std::string& address = "127.0.0.1") {
+    EndpointSpec s;
+    s.host = "localhost";
+    s.addresses = {address};
+    s.port = port;
+    s.service = service;
+    s.security = security;
+    s.source_address = kProbeSource;
+    s.tls.ca_file = env_->caFile();
+    s.timeouts.phase = std::chrono::milliseconds(8000);
+    s.timeouts.total = std::chrono::milliseconds(60000);
+    return s;
+  }
+
+  // The platform's five endpoints, as the config's defaults describe them.
+  static std::vector<EndpointSpec> platform() {
+    std::vector<EndpointSpec> all{
+        spec(Service::Imap, env_->imapStarttlsPort(), Security::StartTls),
+        spec(Service::Imap, env_->imapsPort(), Security::Tls),
+        spec(Service::Smtp, env_->smtpPort(), Security::StartTls),
+        spec(Service::Smtp, env_->smtpsPort(), Security::Tls),
+        spec(Service::Smtp, env_->submissionPort(), Security::StartTls),
+    };
+    all[2].starttls_required = false;
+    all[2].auth = AuthPolicy::Optional;
+    return all;
+  }
+
+  static std::vector<ProbeResult> probe(const std::vector<EndpointSpec>& specs,
+                                        const Credentials& credentials) {
+    std::vector<ProbeJob> jobs;
+    for (const auto& s : specs) {
+      jobs.push_back({s, credentials});
+    }
+    return runOnce(jobs);
+  }
+
+  static Credentials account() { return {env_->user(), env_->password()}; }
+
+  static MailEnv* env_;
+  static std::string skip_reason_;
+  static std::string start_error_;
+};
+
+MailEnv* ProbeEngineTest::env_ = nullptr;
+std::string ProbeEngineTest::skip_reason_;
+std::string ProbeEngineTest::start_error_;
+
+std::string summary(const ProbeResult& r) {
+  std::string s = r.sentence + " [" + std::string(toString(r.reason)) + " in " +
+                  std::string(toString(r.phase)) + ": " + r.detail + "]";
+  for (const auto& a : r.auth) {
+    s += " " + a.mechanism + "=" + std::string(toString(a.reason));
+  }
+  return s;
+}
+
+TEST_F(ProbeEngineTest, AllFiveEndpointsWorkAndEveryAdvertisedMechanismLogsIn) {
+  std::vector<ProbeResult> results = probe(platform(), account());
+  ASSERT_EQ(results.size(), 5u);
+  for (const auto& r : results) {
+    SCOPED_TRACE(summary(r));
+    EXPECT_TRUE(r.success);
+    EXPECT_EQ(r.reason, FailureReason::None);
+    EXPECT_EQ(r.address, "127.0.0.1");
+    ASSERT_TRUE(r.tls.has_value());
+    EXPECT_EQ(r.tls->verify, FailureReason::None);
+    EXPECT_FALSE(r.tls->version.empty());
+    EXPECT_FALSE(r.tls->cipher.empty());
+    EXPECT_GT(r.tls->leaf_not_after, 0);
+    // Every advertised mechanism the probe speaks was tried, once, and worked.
+    std::set<std::string> expected;
+    for (const auto& m : r.auth_after_tls) {
+      const auto& supported = supportedMechanisms(r.service);
+      if (std::find(supported.begin(), supported.end(), m) != supported.end()) {
+        expected.insert(m);
+      }
+    }
+    std::set<std::string> tried;
+    for (const auto& a : r.auth) {
+      EXPECT_TRUE(a.success) << a.mechanism << ": " << a.detail;
+      EXPECT_TRUE(tried.insert(a.mechanism).second) << a.mechanism << " tried twice";
+    }
+    EXPECT_EQ(tried, expected);
+    EXPECT_GE(tried.size(), 2u);
+    // Per-phase timings of the main conversation.
+    std::set<Phase> phases;
+    for (const auto& t : r.timings) {
+      phases.insert(t.phase);
+      EXPECT_GE(t.seconds, 0.0);
+    }
+    for (Phase p : {Phase::Resolve, Phase::Connect, Phase::Greeting, Phase::Capabilities,
+                    Phase::TlsHandshake, Phase::Auth, Phase::Logout}) {
+      EXPECT_TRUE(phases.count(p)) << "no timing for " << toString(p);
+    }
+    if (r.security == Security::StartTls) {
+      EXPECT_TRUE(r.starttls_offered);
+      EXPECT_TRUE(phases.count(Phase::StartTls));
+      ASSERT_TRUE(r.plaintext_login_refused.has_value());
+      EXPECT_TRUE(*r.plaintext_login_refused);
+      EXPECT_FALSE(r.capabilities_before_tls.empty());
+    }
+  }
+  // IMAP offers the LOGIN command and AUTHENTICATE PLAIN and LOGIN at least.
+  std::set<std::string> imap_tried;
+  for (const auto& a : results[1].auth) {
+    imap_tried.insert(a.mechanism);
+  }
+  for (const char* m : {"LOGIN-COMMAND", "PLAIN", "LOGIN"}) {
+    EXPECT_TRUE(imap_tried.count(m)) << m;
+  }
+}
+
+TEST_F(ProbeEngineTest, LoginDisabledBeforeStartTlsIsSeenFromAnotherAddress) {
+  std::vector<ProbeResult> results =
+      probe({spec(Service::Imap, env_->imapStarttlsPort(), Security::StartTls)}, account());
+  ASSERT_EQ(results.size(), 1u);
+  const ProbeResult& r = results[0];
+  const auto& before = r.capabilities_before_tls;
+  EXPECT_NE(std::find(before.begin(), before.end(), "LOGINDISABLED"), before.end());
+  EXPECT_NE(std::find(before.begin(), before.end(), "STARTTLS"), before.end());
+  const auto& after = r.capabilities_after_tls;
+  EXPECT_EQ(std::find(after.begin(), after.end(), "LOGINDISABLED"), after.end());
+  EXPECT_EQ(std::find(r.auth_before_tls.begin(), r.auth_before_tls.end(), "LOGIN-COMMAND"),
+            r.auth_before_tls.end());
+  EXPECT_TRUE(r.plaintext_login_refused.value_or(false));
+}
+
+TEST_F(ProbeEngineTest, WrongPasswordIsAuthFailedOnEveryMechanism) {
+  Credentials wrong{env_->user(), "not-the-password"};
+  std::vector<EndpointSpec> specs = platform();
+  specs.erase(specs.begin() + 2);  // port 25 does not require a login
+  std::vector<ProbeResult> results = probe(specs, wrong);
+  ASSERT_EQ(results.size(), 4u);
+  for (const auto& r : results) {
+    SCOPED_TRACE(summary(r));
+    EXPECT_FALSE(r.success);
+    EXPECT_EQ(r.reason, FailureReason::AuthFailed);
+    EXPECT_EQ(r.phase, Phase::Auth);
+    ASSERT_GE(r.auth.size(), 2u);
+    for (const auto& a : r.auth) {
+      EXPECT_FALSE(a.success) << a.mechanism;
+      EXPECT_EQ(a.reason, FailureReason::AuthFailed) << a.mechanism << ": " << a.detail;
+    }
+    // The sentence and detail never carry the password.
+    EXPECT_EQ(r.sentence.find("not-the-password"), std::string::npos);
+    EXPECT_EQ(r.detail.find("not-the-password"), std::string::npos);
+  }
+}
+
+struct CertCase {
+  const char* address;
+  FailureReason reason;
+};
+
+TEST_F(ProbeEngineTest, BadCertificatesGiveTheirReasonAndAcceptAllStillConnects) {
+  for (CertCase c : {CertCase{"127.0.0.4", FailureReason::CertExpired},
+                     CertCase{"127.0.0.5", FailureReason::CertHostnameMismatch},
+                     CertCase{"127.0.0.6", FailureReason::CertSelfSigned}}) {
+    std::vector<ProbeResult> results =
+        probe({spec(Service::Imap, env_->imapsPort(), Security::Tls, c.address),
+               spec(Service::Imap, env_->imapStarttlsPort(), Security::StartTls, c.address)},
+              account());
+    ASSERT_EQ(results.size(), 2u);
+    for (const auto& r : results) {
+      SCOPED_TRACE(summary(r));
+      EXPECT_FALSE(r.success);
+      EXPECT_EQ(r.reason, c.reason);
+      EXPECT_EQ(r.phase, Phase::TlsHandshake);
+      ASSERT_TRUE(r.tls.has_value());
+      EXPECT_EQ(r.tls->verify, c.reason);
+      EXPECT_TRUE(r.tls->accept_all_ok);
+      // The facts are all there despite the invalid certificate.
+      EXPECT_FALSE(r.tls->version.empty());
+      EXPECT_GT(r.tls->leaf_not_after, 0);
+      // A client that accepts all certificates can log in: the probe shows it did.
+      ASSERT_FALSE(r.auth.empty());
+      EXPECT_TRUE(r.auth.front().success) << r.auth.front().detail;
+    }
+    if (c.reason == FailureReason::CertExpired) {
+      EXPECT_LT(results[0].tls->leaf_not_after, static_cast<int64_t>(::time(nullptr)));
+    }
+  }
+}
+
+TEST_F(ProbeEngineTest, StrictCertificatePolicyKeepsThePasswordFromAnUnverifiedServer) {
+  EndpointSpec s = spec(Service::Imap, env_->imapsPort(), Security::Tls, "127.0.0.6");
+  s.tls.login_despite_invalid_cert = false;
+  std::vector<ProbeResult> results = probe({s}, account());
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].reason, FailureReason::CertSelfSigned);
+  EXPECT_TRUE(results[0].auth.empty());
+}
+
+// Loopback sockets that misbehave the way a real network does; no mail server needed.
+class ReachTest : public ::testing::Test {};
+
+int listenOnLoopback(uint16_t* port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), len) != 0 || ::listen(fd, 16) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    return -1;
+  }
+  *port = ntohs(a.sin_port);
+  return fd;
+}
+
+EndpointSpec loopbackSpec(uint16_t port, Security security) {
+  EndpointSpec s;
+  s.host = "127.0.0.1";
+  s.port = port;
+  s.service = Service::Imap;
+  s.security = security;
+  s.auth = AuthPolicy::Skip;
+  s.timeouts.phase = std::chrono::milliseconds(1000);
+  s.timeouts.total = std::chrono::milliseconds(5000);
+  return s;
+}
+
+TEST_F(ReachTest, ClosedPortIsConnectRefused) {
+  uint16_t port = 0;
+  int fd = listenOnLoopback(&port);
+  ASSERT_GE(fd, 0);
+  ::close(fd);  // nothing listens there now
+  std::vector<ProbeResult> results = runOnce({{loopbackSpec(port, Security::None), {}}});
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_EQ(results[0].reason, FailureReason::ConnectRefused);
+  EXPECT_EQ(results[0].phase, Phase::Connect);
+}
+
+TEST_F(ReachTest, ListenerThatNeverGreetsTimesOutInTheGreetingWithinTheDeadline) {
+  uint16_t port = 0;
+  int fd = listenOnLoopback(&port);  // the kernel accepts; nobody ever speaks
+  ASSERT_GE(fd, 0);
+  for (Security security : {Security::None, Security::StartTls}) {
+    auto start = std::chrono::steady_clock::now();
+    std::vector<ProbeResult> results = runOnce({{loopbackSpec(port, security), {}}});
+    double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ASSERT_EQ(results.size(), 1u);
+    EXPECT_EQ(results[0].reason, FailureReason::Timeout);
+    EXPECT_EQ(results[0].phase, Phase::Greeting);
+    EXPECT_GE(elapsed, 0.9);
+    EXPECT_LT(elapsed, 2.5) << "the 1 s phase deadline did not hold";
+  }
+  // Implicit TLS: the silence is in the handshake.
+  std::vector<ProbeResult> tls = runOnce({{loopbackSpec(port, Security::Tls), {}}});
+  ASSERT_EQ(tls.size(), 1u);
+  EXPECT_EQ(tls[0].reason, FailureReason::Timeout);
+  EXPECT_EQ(tls[0].phase, Phase::TlsHandshake);
+  ::close(fd);
+}
+
+TEST_F(ReachTest, UnresolvableNameIsResolveFailed) {
+  EndpointSpec s = loopbackSpec(143, Security::None);
+  s.host = "no-such-host.invalid";
+  std::vector<ProbeResult> results = runOnce({{s, {}}});
+  ASSERT_EQ(results.size(), 1u);
+  // NXDOMAIN, or no answer at all from the machine's resolver within the deadline.
+  EXPECT_TRUE(results[0].reason == FailureReason::ResolveFailed ||
+              results[0].reason == FailureReason::Timeout)
+      << toString(results[0].reason);
+  EXPECT_EQ(results[0].phase, Phase::Resolve);
+}
+
+}  // namespace
+}  // namespace mailprobe
