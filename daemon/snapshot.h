@@ -1,0 +1,69 @@
+#pragma once
+// The immutable picture of the daemon's state that the loop publishes after every change, and
+// that every reader (metrics scrape, status page, /status.json) copies under a lock without
+// ever touching the loop (STYLE habit 10). Label values all come from the config.
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "probes/types.h"
+
+namespace mailprobe {
+
+// Duration histogram buckets of a whole endpoint probe, in seconds.
+inline constexpr std::array<double, 12> kDurationBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                         0.5,   1,    2.5,   5,    10,  30};
+
+// One configured endpoint and what the scheduler has learnt of it.
+struct EndpointState {
+  // Identity, from the config.
+  std::string host;
+  uint16_t port = 0;
+  Service service = Service::Imap;
+  Security security = Security::None;
+  double interval_seconds = 0;
+
+  // The last completed run: one result per address probed (empty before the first run).
+  std::vector<ProbeResult> last;
+  int64_t last_run_timestamp = 0;      // unix seconds, end of the last run
+  int64_t last_success_timestamp = 0;  // end of the last run where every address succeeded
+  // Since the daemon started (counters survive reloads for an unchanged endpoint).
+  uint64_t runs_total = 0;
+  std::map<FailureReason, uint64_t> failures_total;  // reason -> count of failed runs
+  // Histogram of run durations: cumulative counts per kDurationBuckets, plus +Inf = runs_total.
+  std::array<uint64_t, kDurationBuckets.size()> duration_buckets{};
+  double duration_sum = 0;
+  bool in_flight = false;  // a run is under way
+
+  bool everySucceeded() const;
+  // The worst result of the last run (the first failure, else the first result); null if none.
+  const ProbeResult* worst() const;
+};
+
+struct DaemonStats {
+  std::string version;
+  int64_t start_timestamp = 0;
+  std::string config_path;
+  bool config_last_reload_successful = true;
+  int64_t config_last_reload_success_timestamp = 0;
+  uint64_t config_reloads_total = 0;
+  uint64_t config_reload_failures_total = 0;
+  std::string config_last_reload_error;  // the first error of a refused reload, "" otherwise
+  int probes_in_flight = 0;
+  int max_probes_in_flight = 0;
+  double loop_lag_seconds = 0;  // last measured event-loop lag
+};
+
+struct Snapshot {
+  int64_t taken_at = 0;
+  DaemonStats daemon;
+  std::vector<EndpointState> endpoints;  // in config order
+};
+
+using SnapshotPtr = std::shared_ptr<const Snapshot>;
+
+}  // namespace mailprobe
