@@ -1,0 +1,1758 @@
+#include "daemon/config.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <openssl/tls1.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <toml++/toml.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+#include <sstream>
+#include <tuple>
+#include <utility>
+
+#include "daemon/duration.h"
+
+namespace mailprobe {
+
+using std::chrono::milliseconds;
+
+std::string ConfigError::format() const {
+  std::string out;
+  if (!file.empty()) {
+    out = file;
+    if (line > 0) {
+      out += ':' + std::to_string(line) + ':' + std::to_string(column);
+    }
+    out += ": ";
+  }
+  return out + message;
+}
+
+const std::vector<DefaultEndpoint>& platformEndpoints() {
+  static const std::vector<DefaultEndpoint> endpoints{
+      {Service::Imap, 143, Security::StartTls, true, AuthPolicy::Required},
+      {Service::Imap, 993, Security::Tls, true, AuthPolicy::Required},
+      {Service::Smtp, 25, Security::StartTls, false, AuthPolicy::Optional},
+      {Service::Smtp, 465, Security::Tls, true, AuthPolicy::Required},
+      {Service::Smtp, 587, Security::StartTls, true, AuthPolicy::Required},
+  };
+  return endpoints;
+}
+
+std::optional<Security> defaultSecurityForPort(uint16_t port) {
+  switch (port) {
+    case 993:
+    case 465:
+      return Security::Tls;
+    case 143:
+    case 587:
+    case 25:
+      return Security::StartTls;
+    default:
+      return std::nullopt;
+  }
+}
+
+GetEnv processEnv() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) {
+      return std::nullopt;
+    }
+    return std::string(value);
+  };
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------------
+// Vocabulary of the file.
+
+constexpr milliseconds kMaxDuration{24 * 3600 * 1000};
+constexpr size_t kMaxPasswordBytes = 4096;
+
+template <class E>
+struct Choice {
+  std::string_view name;
+  E value;
+};
+
+const std::vector<Choice<Service>> kServices{{"imap", Service::Imap}, {"smtp", Service::Smtp}};
+const std::vector<Choice<Security>> kSecurities{
+    {"none", Security::None}, {"starttls", Security::StartTls}, {"tls", Security::Tls}};
+const std::vector<Choice<AuthPolicy>> kAuthPolicies{{"required", AuthPolicy::Required},
+                                                    {"optional", AuthPolicy::Optional},
+                                                    {"none", AuthPolicy::Skip}};
+const std::vector<Choice<AddressFamily>> kFamilies{
+    {"any", AddressFamily::Any}, {"ipv4", AddressFamily::V4}, {"ipv6", AddressFamily::V6}};
+const std::vector<Choice<int>> kTlsVersions{{"default", 0},
+                                            {"TLSv1.0", TLS1_VERSION},
+                                            {"TLSv1.1", TLS1_1_VERSION},
+                                            {"TLSv1.2", TLS1_2_VERSION},
+                                            {"TLSv1.3", TLS1_3_VERSION}};
+const std::vector<Choice<std::string_view>> kLogLevels{{"error", "error"},
+                                                       {"warning", "warning"},
+                                                       {"notice", "notice"},
+                                                       {"info", "info"},
+                                                       {"debug", "debug"}};
+
+template <class E>
+std::string_view nameOf(const std::vector<Choice<E>>& choices, E value) {
+  for (const auto& c : choices) {
+    if (c.value == value) {
+      return c.name;
+    }
+  }
+  return "?";
+}
+
+// Keys that may appear in [defaults], [[host]] and [[host.endpoint]]; the innermost wins.
+const std::vector<std::string_view> kLayerKeys{
+    "interval",        "timeout",         "connect_timeout",
+    "phase_timeout",   "resolve_timeout", "ca_file",
+    "ehlo_name",       "family",          "login_despite_invalid_cert",
+    "tls_min_version", "tls_max_version", "source_address",
+    "examine_inbox"};
+const std::vector<std::string_view> kDaemonKeys{"listen", "log_level"};
+const std::vector<std::string_view> kAccountKeys{"user", "password_file", "password_env",
+                                                 "password_credential", "password"};
+const std::vector<std::string_view> kHostOnlyKeys{"name", "addresses", "account", "endpoint"};
+const std::vector<std::string_view> kEndpointOnlyKeys{
+    "service", "port", "security", "auth", "starttls_required", "mechanisms"};
+const std::vector<std::string_view> kTopKeys{"daemon", "defaults", "account", "host"};
+
+bool contains(const std::vector<std::string_view>& keys, std::string_view k) {
+  return std::find(keys.begin(), keys.end(), k) != keys.end();
+}
+
+std::vector<std::string_view> concat(
+    std::initializer_list<const std::vector<std::string_view>*> lists) {
+  std::vector<std::string_view> out;
+  for (const auto* l : lists) {
+    out.insert(out.end(), l->begin(), l->end());
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small text helpers.
+
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) {
+    row[j] = j;
+  }
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c - 'A' + 'a');
+    }
+  }
+  return out;
+}
+
+// The closest candidate, if it is close enough to be a typo.
+std::optional<std::string_view> closest(std::string_view word,
+                                        const std::vector<std::string_view>& candidates) {
+  std::optional<std::string_view> best;
+  size_t best_distance = 3;  // at most two edits
+  std::string word_lower = lower(word);
+  for (std::string_view c : candidates) {
+    size_t distance = editDistance(word_lower, lower(c));
+    if (distance < best_distance && distance < std::max<size_t>(c.size() / 2, 1)) {
+      best = c;
+      best_distance = distance;
+    }
+  }
+  return best;
+}
+
+// A value as a message shows it: one line, bounded, control characters escaped.
+std::string quoted(std::string_view s) {
+  std::string out = "\"";
+  size_t shown = 0;
+  for (unsigned char c : s) {
+    if (++shown > 64) {
+      out += "...";
+      break;
+    }
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += static_cast<char>(c);
+    } else if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\u%04X", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out + '"';
+}
+
+std::string_view typeName(toml::node_type t) {
+  switch (t) {
+    case toml::node_type::table:
+      return "a table";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "float";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "date";
+    case toml::node_type::time:
+      return "time";
+    case toml::node_type::date_time:
+      return "date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+// "integer -5", "string \"30x\"", "a table". A secret shows its type only.
+std::string describe(const toml::node& n, bool secret = false) {
+  std::string type(typeName(n.type()));
+  if (secret) {
+    return type;
+  }
+  if (const auto* s = n.as_string()) {
+    return type + ' ' + quoted(s->get());
+  }
+  if (const auto* i = n.as_integer()) {
+    return type + ' ' + std::to_string(i->get());
+  }
+  if (const auto* f = n.as_floating_point()) {
+    std::ostringstream out;
+    out << f->get();
+    return type + ' ' + out.str();
+  }
+  if (const auto* b = n.as_boolean()) {
+    return type + (b->get() ? " true" : " false");
+  }
+  return type;
+}
+
+bool isIpv4(const std::string& s) {
+  in_addr a;
+  return inet_pton(AF_INET, s.c_str(), &a) == 1;
+}
+bool isIpv6(const std::string& s) {
+  in6_addr a;
+  return inet_pton(AF_INET6, s.c_str(), &a) == 1;
+}
+
+// Letters, digits, '-' and '_' in dot-separated labels (a DNS name as mail hosts spell them).
+bool isDomainName(std::string_view s) {
+  if (s.empty() || s.size() > 253) {
+    return false;
+  }
+  size_t label = 0;
+  for (char c : s) {
+    if (c == '.') {
+      if (label == 0) {
+        return false;
+      }
+      label = 0;
+    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_') {
+      if (++label > 63) {
+        return false;
+      }
+    } else {
+      return false;
+    }
+  }
+  return label > 0;
+}
+
+std::string joinNames(const std::vector<std::string_view>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i > 0) {
+      out += i + 1 == names.size() ? " or " : ", ";
+    }
+    out += names[i];
+  }
+  return out;
+}
+
+std::string directoryOf(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) {
+    return "";
+  }
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+std::string resolvePath(const std::string& base_dir, const std::string& path) {
+  if (path.empty() || path[0] == '/' || base_dir.empty()) {
+    return path;
+  }
+  return base_dir == "/" ? "/" + path : base_dir + "/" + path;
+}
+
+std::string octalMode(mode_t mode) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
+  return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secrets.
+
+enum class SecretKind { File, Env, Credential, Inline };
+
+struct Secret {
+  std::optional<std::string> password;
+  std::string source;   // for logs: "file /x", "env X", "credential X", "inline"
+  std::string error;    // without the key prefix; never contains the password
+  std::string warning;  // idem
+};
+
+// Reads a small file whole. On failure `error` says why, in strerror's words.
+bool readSmallFile(const std::string& path, size_t limit, std::string& out, std::string& error,
+                   mode_t* mode) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    error = "cannot read " + path + ": " + std::strerror(errno);
+    return false;
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      ::close(fd);
+      error = "cannot read " + path + ": " + std::strerror(EISDIR);
+      return false;
+    }
+    if (mode != nullptr) {
+      *mode = st.st_mode;
+    }
+  }
+  out.clear();
+  char buf[4096];
+  while (out.size() <= limit) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n < 0) {
+      error = "cannot read " + path + ": " + std::strerror(errno);
+      ::close(fd);
+      return false;
+    }
+    if (n == 0) {
+      break;
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (out.size() > limit) {
+    error = path + " is larger than " + std::to_string(limit) + " bytes: is it the right file?";
+    return false;
+  }
+  return true;
+}
+
+// `what` names where the password came from; the checks never quote the password itself.
+std::string checkPassword(const std::string& password, const std::string& what) {
+  if (password.empty()) {
+    return what + " is empty";
+  }
+  if (password.find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos) {
+    return what + " must hold the password alone on one line (it has a line break or NUL byte)";
+  }
+  return "";
+}
+
+bool isEnvName(std::string_view s) {
+  if (s.empty() || (s[0] >= '0' && s[0] <= '9')) {
+    return false;
+  }
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+  });
+}
+
+Secret resolveSecret(SecretKind kind, const std::string& value, const std::string& base_dir,
+                     const GetEnv& getenv) {
+  Secret s;
+  std::string text;
+  switch (kind) {
+    case SecretKind::Inline:
+      s.source = "inline";
+      s.error = checkPassword(value, "the password");
+      if (s.error.empty()) {
+        s.password = value;
+      }
+      return s;
+    case SecretKind::Env: {
+      s.source = "env " + value;
+      if (!isEnvName(value)) {
+        s.error = quoted(value) + " is not an environment variable name";
+        return s;
+      }
+      std::optional<std::string> v = getenv(value);
+      if (!v) {
+        s.error = "$" + value + " is not set";
+        return s;
+      }
+      s.error = checkPassword(*v, "$" + value);
+      if (s.error.empty()) {
+        s.password = std::move(*v);
+      }
+      return s;
+    }
+    case SecretKind::Credential: {
+      s.source = "credential " + value;
+      if (value.empty() || value == "." || value == ".." || value.find('/') != std::string::npos) {
+        s.error = quoted(value) + " is not a credential name (a file name, without '/')";
+        return s;
+      }
+      std::optional<std::string> dir = getenv("CREDENTIALS_DIRECTORY");
+      if (!dir || dir->empty()) {
+        s.error =
+            "$CREDENTIALS_DIRECTORY is not set: run under systemd with LoadCredential=" + value +
+            ":<file>, or use password_file";
+        return s;
+      }
+      std::string path = *dir + "/" + value;
+      if (!readSmallFile(path, kMaxPasswordBytes, text, s.error, nullptr)) {
+        return s;
+      }
+      // systemd credentials are taken verbatim, but a file written by `echo` ends in a newline.
+      if (text.ends_with("\r\n")) {
+        text.resize(text.size() - 2);
+      } else if (text.ends_with('\n')) {
+        text.pop_back();
+      }
+      s.error = checkPassword(text, path);
+      if (s.error.empty()) {
+        s.password = std::move(text);
+      }
+      return s;
+    }
+    case SecretKind::File: {
+      std::string path = resolvePath(base_dir, value);
+      s.source = "file " + path;
+      if (value.empty()) {
+        s.error = "must not be empty";
+        return s;
+      }
+      mode_t mode = 0;
+      if (!readSmallFile(path, kMaxPasswordBytes, text, s.error, &mode)) {
+        return s;
+      }
+      if (text.ends_with("\r\n")) {
+        text.resize(text.size() - 2);
+      } else if (text.ends_with('\n')) {
+        text.pop_back();
+      }
+      s.error = checkPassword(text, path);
+      if (s.error.empty()) {
+        s.password = std::move(text);
+        if (mode & S_IROTH) {
+          s.warning = path + " is readable by every user (mode " + octalMode(mode) + ")";
+        }
+      }
+      return s;
+    }
+  }
+  return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Diagnostics.
+
+struct Pos {
+  uint32_t line = 0, column = 0;
+};
+Pos at(const toml::source_region& r) {
+  return {r.begin.line, r.begin.column};
+}
+Pos at(const toml::node& n) {
+  return at(n.source());
+}
+Pos at(const toml::key& k) {
+  return at(k.source());
+}
+
+class Diagnostics {
+ public:
+  Diagnostics(std::string file, bool command_line)
+      : file_(std::move(file)), command_line_(command_line) {}
+
+  bool commandLine() const { return command_line_; }
+
+  // How messages name a key: as the file spells it, or as its command-line flag.
+  std::string key(std::string_view k) const {
+    if (!command_line_) {
+      return std::string(k);
+    }
+    if (k == "name") {
+      return "--host";
+    }
+    if (k == "addresses") {
+      return "--address";
+    }
+    if (k == "mechanisms") {
+      return "--mechanism";
+    }
+    std::string flag = "--" + std::string(k);
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    return flag;
+  }
+
+  // " (first defined at line 12)" pointing at a related place; nothing on the command line.
+  std::string seeLine(Pos p, std::string_view what) const {
+    return p.line > 0 ? " (" + std::string(what) + " " + std::to_string(p.line) + ")" : "";
+  }
+
+  void error(Pos p, std::string message) { add(errors_, p, std::move(message)); }
+  void warning(Pos p, std::string message) { add(warnings_, p, std::move(message)); }
+
+  bool failed() const { return !errors_.empty(); }
+
+  std::vector<ConfigError> takeErrors() { return sorted(std::move(errors_)); }
+  std::vector<std::string> takeWarnings() {
+    std::vector<std::string> out;
+    for (const ConfigError& w : sorted(std::move(warnings_))) {
+      out.push_back(w.format());
+    }
+    return out;
+  }
+
+ private:
+  // The same mistake reached through several endpoints is reported once.
+  void add(std::vector<ConfigError>& list, Pos p, std::string message) {
+    ConfigError e{file_, p.line, p.column, std::move(message)};
+    for (const ConfigError& seen : list) {
+      if (seen.line == e.line && seen.column == e.column && seen.message == e.message) {
+        return;
+      }
+    }
+    list.push_back(std::move(e));
+  }
+
+  static std::vector<ConfigError> sorted(std::vector<ConfigError> list) {
+    std::stable_sort(list.begin(), list.end(), [](const ConfigError& a, const ConfigError& b) {
+      return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+    });
+    return list;
+  }
+
+  std::string file_;
+  bool command_line_;
+  std::vector<ConfigError> errors_;
+  std::vector<ConfigError> warnings_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Drafts: what the file says, with where it says it, before defaults are applied.
+
+template <class T>
+struct Setting {
+  std::optional<T> value;  // nullopt: not given, or given but invalid (already reported)
+  Pos pos;
+  bool given = false;
+};
+
+// Pick the innermost layer that gives a valid value.
+template <class T>
+const Setting<T>& pick(const Setting<T>& endpoint, const Setting<T>& host,
+                       const Setting<T>& defaults) {
+  if (endpoint.value) {
+    return endpoint;
+  }
+  if (host.value) {
+    return host;
+  }
+  return defaults;
+}
+
+struct Layer {
+  Setting<milliseconds> interval, timeout, connect_timeout, phase_timeout, resolve_timeout;
+  Setting<std::string> ca_file, ehlo_name, source_address;
+  Setting<AddressFamily> family;
+  Setting<bool> login_despite_invalid_cert, examine_inbox;
+  Setting<int> tls_min_version, tls_max_version;
+};
+
+struct AccountDraft {
+  std::string where;  // "[account]" or "[host.account]"
+  Pos pos;
+  bool broken = false;  // the table itself was wrong: no further errors about it
+  std::optional<std::string> user;
+  bool user_given = false;
+  struct Source {
+    std::string key;
+    SecretKind kind;
+    std::string value;
+    Pos pos;
+  };
+  std::vector<Source> sources;
+  bool sources_broken = false;  // a source was given with the wrong type
+  // Resolution, done once per table.
+  std::optional<std::string> password;
+  std::string source;
+  bool missing_reported = false;
+};
+
+struct EndpointDraft {
+  Pos pos;
+  Layer layer;
+  Setting<Service> service;
+  Setting<int64_t> port;
+  Setting<Security> security;
+  Setting<AuthPolicy> auth;
+  Setting<bool> starttls_required;
+  Setting<std::vector<std::string>> mechanisms;
+  std::vector<Pos> mechanism_pos;
+};
+
+struct HostDraft {
+  Pos pos;
+  Setting<std::string> name;
+  Setting<std::vector<std::string>> addresses;
+  Layer layer;
+  std::optional<AccountDraft> account;
+  bool endpoints_given = false;
+  std::vector<EndpointDraft> endpoints;
+};
+
+std::string describeEndpoint(const EndpointSpec& s) {
+  return std::string(toString(s.service)) + " " + std::to_string(s.port) + " " +
+         std::string(toString(s.security));
+}
+
+// "smtp 2525 starttls", as far as the draft says (it may have errors of its own).
+std::string describeDraft(const EndpointDraft& e) {
+  if (!e.port.value) {
+    return e.service.value ? "an " + std::string(toString(*e.service.value)) + " endpoint"
+                           : "an endpoint";
+  }
+  std::string out = e.service.value ? std::string(toString(*e.service.value)) : "endpoint";
+  out += " " + std::to_string(*e.port.value);
+  std::optional<Security> security = e.security.value;
+  if (!e.security.given && e.port.value) {
+    security = defaultSecurityForPort(static_cast<uint16_t>(*e.port.value));
+  }
+  if (security) {
+    out += " " + std::string(toString(*security));
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loader: one pass over the document, every error collected.
+
+class Loader {
+ public:
+  Loader(Diagnostics& diag, const GetEnv& getenv, std::string base_dir)
+      : d_(diag), getenv_(getenv), base_dir_(std::move(base_dir)) {}
+
+  std::optional<Config> build(const toml::table& root);
+
+  // Where an inline password was written (for the file-mode warning).
+  const std::optional<Pos>& inlinePassword() const { return inline_password_; }
+
+ private:
+  std::string k(std::string_view key) const { return d_.key(key); }
+
+  void typeError(std::string_view key, std::string_view expected, const toml::node& n,
+                 bool secret = false) {
+    d_.error(at(n),
+             k(key) + ": expected " + std::string(expected) + ", got " + describe(n, secret));
+  }
+
+  // Reports the key; returns the known key it is probably a typo of, so that the caller does
+  // not also report that key as missing.
+  std::optional<std::string_view> unknownKey(const toml::key& key, std::string_view where,
+                                             const std::vector<std::string_view>& known);
+
+  // Scalar readers: report and return nullopt on a bad value.
+  std::optional<std::string> readString(std::string_view key, const toml::node& n,
+                                        bool secret = false);
+  std::optional<bool> readBool(std::string_view key, const toml::node& n);
+  std::optional<milliseconds> readDuration(std::string_view key, const toml::node& n);
+  std::optional<int64_t> readPort(std::string_view key, const toml::node& n);
+  template <class E>
+  std::optional<E> readEnum(std::string_view key, const toml::node& n,
+                            const std::vector<Choice<E>>& choices);
+  std::optional<std::vector<std::string>> readAddresses(std::string_view key, const toml::node& n);
+  std::optional<std::vector<std::string>> readMechanisms(const toml::node& n,
+                                                         std::vector<Pos>& positions);
+
+  template <class T>
+  void set(Setting<T>& s, std::optional<T> value, const toml::node& n) {
+    s.value = std::move(value);
+    s.pos = at(n);
+    s.given = true;
+  }
+
+  bool readLayerKey(std::string_view key, const toml::node& n, Layer& layer);
+  void readDaemon(const toml::node& n, DaemonConfig& out);
+  void readDefaults(const toml::node& n, Layer& out);
+  AccountDraft readAccount(const toml::node& n, std::string where);
+  void resolveAccount(AccountDraft& a);
+  std::optional<HostDraft> readHost(const toml::node& n);
+  EndpointDraft readEndpoint(const toml::node& n);
+  std::optional<EndpointConfig> makeEndpoint(const HostDraft& host, const EndpointDraft& e,
+                                             const Layer& defaults);
+  std::optional<HostConfig> makeHost(HostDraft& host, const Layer& defaults,
+                                     std::optional<AccountDraft>& top_account);
+
+  Diagnostics& d_;
+  const GetEnv& getenv_;
+  std::string base_dir_;
+  std::optional<Pos> inline_password_;
+};
+
+std::optional<std::string_view> Loader::unknownKey(const toml::key& key, std::string_view where,
+                                                   const std::vector<std::string_view>& known) {
+  std::string_view name = key.str();
+  std::string message = "unknown key '" + std::string(name) + "' in " + std::string(where);
+  bool in_account = where.ends_with("account]");
+  bool in_endpoint = where == "[[host.endpoint]]";
+  std::optional<std::string_view> suggestion = closest(name, known);
+  if (suggestion) {
+    message += "; did you mean '" + std::string(*suggestion) + "'?";
+  } else if (!in_account && contains(kAccountKeys, name)) {
+    message += "; account keys go in [account] or [host.account]";
+  } else if (!in_endpoint && contains(kEndpointOnlyKeys, name)) {
+    message += "; it belongs in a [[host.endpoint]] table";
+  } else if (where == "[defaults]" && (name == "name" || name == "addresses")) {
+    message += "; it belongs in a [[host]] table";
+  }
+  d_.error(at(key), std::move(message));
+  return suggestion;
+}
+
+std::optional<std::string> Loader::readString(std::string_view key, const toml::node& n,
+                                              bool secret) {
+  if (const auto* s = n.as_string()) {
+    return s->get();
+  }
+  typeError(key, "a string", n, secret);
+  return std::nullopt;
+}
+
+std::optional<bool> Loader::readBool(std::string_view key, const toml::node& n) {
+  if (const auto* b = n.as_boolean()) {
+    return b->get();
+  }
+  typeError(key, "true or false", n);
+  return std::nullopt;
+}
+
+std::optional<milliseconds> Loader::readDuration(std::string_view key, const toml::node& n) {
+  std::optional<milliseconds> d;
+  std::string shown;
+  if (const auto* i = n.as_integer()) {
+    int64_t seconds = i->get();
+    shown = std::to_string(seconds);
+    if (seconds > 0 && seconds <= kMaxDuration.count() / 1000) {
+      d = milliseconds{seconds * 1000};
+    } else if (seconds > 0) {
+      d = kMaxDuration + milliseconds{1};
+    } else {
+      d = milliseconds{0};
+    }
+  } else if (const auto* s = n.as_string()) {
+    shown = quoted(s->get());
+    d = parseDuration(s->get());
+    if (!d) {
+      d_.error(at(n), k(key) + ": " + shown +
+                          " is not a duration: write a number and a unit (ms, s, m, h), "
+                          "e.g. \"30s\" or \"1m30s\"");
+      return std::nullopt;
+    }
+  } else {
+    typeError(key, "a duration like \"30s\" or a whole number of seconds", n);
+    return std::nullopt;
+  }
+  if (d->count() <= 0) {
+    d_.error(at(n), k(key) + ": must be longer than zero, got " + shown);
+    return std::nullopt;
+  }
+  if (*d > kMaxDuration) {
+    d_.error(at(n), k(key) + ": must be at most 24h, got " + shown);
+    return std::nullopt;
+  }
+  return d;
+}
+
+std::optional<int64_t> Loader::readPort(std::string_view key, const toml::node& n) {
+  const auto* i = n.as_integer();
+  if (i == nullptr) {
+    typeError(key, "a port number", n);
+    return std::nullopt;
+  }
+  if (i->get() < 1 || i->get() > 65535) {
+    d_.error(at(n), k(key) + ": must be between 1 and 65535, got " + std::to_string(i->get()));
+    return std::nullopt;
+  }
+  return i->get();
+}
+
+template <class E>
+std::optional<E> Loader::readEnum(std::string_view key, const toml::node& n,
+                                  const std::vector<Choice<E>>& choices) {
+  std::vector<std::string_view> names;
+  for (const auto& c : choices) {
+    names.push_back(c.name);
+  }
+  const auto* s = n.as_string();
+  if (s == nullptr) {
+    typeError(key, "one of " + joinNames(names), n);
+    return std::nullopt;
+  }
+  for (const auto& c : choices) {
+    if (c.name == s->get()) {
+      return c.value;
+    }
+  }
+  std::string message = k(key) + ": " + quoted(s->get()) + " is not one of " + joinNames(names);
+  if (key == "security" && lower(s->get()).starts_with("ssl")) {
+    message += " (implicit TLS, which clients call SSL, is \"tls\")";
+  } else if (auto suggestion = closest(s->get(), names)) {
+    message += "; did you mean \"" + std::string(*suggestion) + "\"?";
+  }
+  d_.error(at(n), std::move(message));
+  return std::nullopt;
+}
+
+std::optional<std::vector<std::string>> Loader::readAddresses(std::string_view key,
+                                                              const toml::node& n) {
+  const auto* array = n.as_array();
+  if (array == nullptr) {
+    typeError(key, "an array of IP addresses", n);
+    return std::nullopt;
+  }
+  if (array->empty()) {
+    d_.error(at(n), k(key) + ": empty list; remove it to resolve the host name instead");
+    return std::nullopt;
+  }
+  std::vector<std::string> out;
+  bool ok = true;
+  for (const toml::node& element : *array) {
+    std::optional<std::string> s = readString(key, element);
+    if (!s) {
+      ok = false;
+    } else if (!isIpv4(*s) && !isIpv6(*s)) {
+      d_.error(at(element), k(key) + ": " + quoted(*s) + " is not an IPv4 or IPv6 address");
+      ok = false;
+    } else if (std::find(out.begin(), out.end(), *s) != out.end()) {
+      d_.error(at(element), k(key) + ": " + quoted(*s) + " is listed twice");
+      ok = false;
+    } else {
+      out.push_back(std::move(*s));
+    }
+  }
+  return ok ? std::optional(std::move(out)) : std::nullopt;
+}
+
+std::optional<std::vector<std::string>> Loader::readMechanisms(const toml::node& n,
+                                                               std::vector<Pos>& positions) {
+  const auto* array = n.as_array();
+  if (array == nullptr) {
+    typeError("mechanisms", "an array of SASL mechanism names such as [\"PLAIN\"]", n);
+    return std::nullopt;
+  }
+  if (array->empty()) {
+    d_.error(at(n), k("mechanisms") +
+                        ": empty list; remove it to try every advertised mechanism the probe "
+                        "supports, or set auth = \"none\"");
+    return std::nullopt;
+  }
+  std::vector<std::string> out;
+  bool ok = true;
+  for (const toml::node& element : *array) {
+    std::optional<std::string> s = readString("mechanisms", element);
+    if (!s) {
+      ok = false;
+      continue;
+    }
+    std::string upper = *s;
+    for (char& c : upper) {
+      if (c >= 'a' && c <= 'z') {
+        c = static_cast<char>(c - 'a' + 'A');
+      }
+    }
+    // RFC 4422 3.1: 1 to 20 characters from upper-case letters, digits, '-' and '_'.
+    bool valid =
+        !upper.empty() && upper.size() <= 20 && std::all_of(upper.begin(), upper.end(), [](char c) {
+          return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+        });
+    if (!valid) {
+      d_.error(at(element), k("mechanisms") + ": " + quoted(*s) + " is not a SASL mechanism name");
+      ok = false;
+    } else if (std::find(out.begin(), out.end(), upper) != out.end()) {
+      d_.error(at(element), k("mechanisms") + ": " + quoted(upper) + " is listed twice");
+      ok = false;
+    } else {
+      out.push_back(std::move(upper));
+      positions.push_back(at(element));
+    }
+  }
+  return ok ? std::optional(std::move(out)) : std::nullopt;
+}
+
+bool Loader::readLayerKey(std::string_view key, const toml::node& n, Layer& l) {
+  if (key == "interval") {
+    set(l.interval, readDuration(key, n), n);
+  } else if (key == "timeout") {
+    set(l.timeout, readDuration(key, n), n);
+  } else if (key == "connect_timeout") {
+    set(l.connect_timeout, readDuration(key, n), n);
+  } else if (key == "phase_timeout") {
+    set(l.phase_timeout, readDuration(key, n), n);
+  } else if (key == "resolve_timeout") {
+    set(l.resolve_timeout, readDuration(key, n), n);
+  } else if (key == "ca_file") {
+    std::optional<std::string> path = readString(key, n);
+    if (path && !path->empty()) {
+      *path = resolvePath(base_dir_, *path);
+      std::string content, error;
+      // Read it now: a missing CA file is a start-up error, not a failure of every probe.
+      if (!readSmallFile(*path, 16 << 20, content, error, nullptr)) {
+        d_.error(at(n), k(key) + ": " + error);
+        path.reset();
+      }
+    }
+    set(l.ca_file, std::move(path), n);
+  } else if (key == "ehlo_name") {
+    std::optional<std::string> name = readString(key, n);
+    // An address literal such as "[192.0.2.1]" (RFC 5321 4.1.3) or a domain name; anything
+    // else would break, or inject into, the EHLO line.
+    if (name) {
+      bool literal = name->size() > 2 && name->front() == '[' && name->back() == ']' &&
+                     (isIpv4(name->substr(1, name->size() - 2)) ||
+                      (name->starts_with("[IPv6:") && isIpv6(name->substr(6, name->size() - 7))));
+      if (!literal && !isDomainName(*name)) {
+        d_.error(at(n), k(key) + ": " + quoted(*name) +
+                            " is not a domain name or an address literal like \"[192.0.2.1]\"");
+        name.reset();
+      }
+    }
+    set(l.ehlo_name, std::move(name), n);
+  } else if (key == "source_address") {
+    std::optional<std::string> address = readString(key, n);
+    if (address && !address->empty() && !isIpv4(*address) && !isIpv6(*address)) {
+      d_.error(at(n), k(key) + ": " + quoted(*address) + " is not an IPv4 or IPv6 address");
+      address.reset();
+    }
+    set(l.source_address, std::move(address), n);
+  } else if (key == "family") {
+    set(l.family, readEnum(key, n, kFamilies), n);
+  } else if (key == "login_despite_invalid_cert") {
+    set(l.login_despite_invalid_cert, readBool(key, n), n);
+  } else if (key == "examine_inbox") {
+    set(l.examine_inbox, readBool(key, n), n);
+  } else if (key == "tls_min_version") {
+    set(l.tls_min_version, readEnum(key, n, kTlsVersions), n);
+  } else if (key == "tls_max_version") {
+    set(l.tls_max_version, readEnum(key, n, kTlsVersions), n);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+void Loader::readDaemon(const toml::node& n, DaemonConfig& out) {
+  const auto* table = n.as_table();
+  if (table == nullptr) {
+    typeError("daemon", "a table [daemon]", n);
+    return;
+  }
+  for (auto&& [key, value] : *table) {
+    std::string_view name = key.str();
+    if (name == "listen") {
+      std::optional<std::string> listen = readString(name, value);
+      if (!listen) {
+        continue;
+      }
+      // "address:port" or "[v6]:port"; the address may be a name.
+      bool ok = false;
+      size_t colon = listen->rfind(':');
+      if (colon != std::string::npos && colon > 0) {
+        std::string host = listen->substr(0, colon);
+        std::string port = listen->substr(colon + 1);
+        bool port_ok =
+            !port.empty() && port.size() <= 5 &&
+            std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+            std::stoi(port) >= 1 && std::stoi(port) <= 65535;
+        bool host_ok = host.front() == '['
+                           ? host.back() == ']' && isIpv6(host.substr(1, host.size() - 2))
+                           : isIpv4(host) || isDomainName(host);
+        ok = port_ok && host_ok;
+      }
+      if (ok) {
+        out.listen = *listen;
+      } else {
+        d_.error(at(value), k(name) +
+                                ": expected \"address:port\" such as \"127.0.0.1:9807\" or "
+                                "\"[::1]:9807\", got " +
+                                quoted(*listen));
+      }
+    } else if (name == "log_level") {
+      if (auto level = readEnum(name, value, kLogLevels)) {
+        out.log_level = std::string(*level);
+      }
+    } else {
+      unknownKey(key, "[daemon]", kDaemonKeys);
+    }
+  }
+}
+
+void Loader::readDefaults(const toml::node& n, Layer& out) {
+  const auto* table = n.as_table();
+  if (table == nullptr) {
+    typeError("defaults", "a table [defaults]", n);
+    return;
+  }
+  for (auto&& [key, value] : *table) {
+    if (!readLayerKey(key.str(), value, out)) {
+      unknownKey(key, "[defaults]", kLayerKeys);
+    }
+  }
+}
+
+AccountDraft Loader::readAccount(const toml::node& n, std::string where) {
+  AccountDraft a;
+  a.where = std::move(where);
+  a.pos = at(n);
+  const auto* table = n.as_table();
+  if (table == nullptr) {
+    typeError("account", "a table " + a.where, n);
+    a.broken = true;
+    return a;
+  }
+  for (auto&& [key, value] : *table) {
+    std::string_view name = key.str();
+    if (name == "user") {
+      a.user_given = true;
+      a.user = readString(name, value);
+      if (a.user && a.user->empty()) {
+        d_.error(at(value), k(name) + ": must not be empty");
+        a.user.reset();
+      }
+      continue;
+    }
+    std::optional<SecretKind> kind;
+    if (name == "password_file") {
+      kind = SecretKind::File;
+    } else if (name == "password_env") {
+      kind = SecretKind::Env;
+    } else if (name == "password_credential") {
+      kind = SecretKind::Credential;
+    } else if (name == "password") {
+      kind = SecretKind::Inline;
+      inline_password_ = inline_password_.value_or(at(key));
+    }
+    if (!kind) {
+      std::optional<std::string_view> typo_of = unknownKey(key, a.where, kAccountKeys);
+      if (typo_of == "user") {
+        a.user_given = true;
+      } else if (typo_of) {
+        a.sources_broken = true;
+      }
+      continue;
+    }
+    std::optional<std::string> v = readString(name, value, *kind == SecretKind::Inline);
+    if (!v) {
+      a.sources_broken = true;
+      continue;
+    }
+    a.sources.push_back({std::string(name), *kind, std::move(*v), at(value)});
+  }
+  if (!a.user_given) {
+    d_.error(a.pos, d_.commandLine() ? "--user is required" : a.where + ": user is required");
+  }
+  // toml++ iterates keys in order of name: report the extra sources in file order.
+  std::stable_sort(a.sources.begin(), a.sources.end(), [](const auto& x, const auto& y) {
+    return std::tie(x.pos.line, x.pos.column) < std::tie(y.pos.line, y.pos.column);
+  });
+  for (size_t i = 1; i < a.sources.size(); ++i) {
+    d_.error(a.sources[i].pos, k(a.sources[i].key) + ": give only one password source, and " +
+                                   k(a.sources[0].key) + " is already set" +
+                                   d_.seeLine(a.sources[0].pos, "at line"));
+  }
+  resolveAccount(a);
+  return a;
+}
+
+void Loader::resolveAccount(AccountDraft& a) {
+  if (a.sources.size() != 1) {
+    return;
+  }
+  const AccountDraft::Source& src = a.sources[0];
+  Secret secret = resolveSecret(src.kind, src.value, base_dir_, getenv_);
+  a.source = secret.source;
+  if (!secret.error.empty()) {
+    d_.error(src.pos, k(src.key) + ": " + secret.error);
+    return;
+  }
+  if (!secret.warning.empty()) {
+    d_.warning(src.pos, k(src.key) + ": " + secret.warning);
+  }
+  if (src.kind == SecretKind::Inline) {
+    d_.warning(src.pos, k(src.key) +
+                            ": an inline password can be read by anyone who can read this file; "
+                            "prefer password_credential, password_file or password_env");
+  }
+  a.password = std::move(secret.password);
+}
+
+EndpointDraft Loader::readEndpoint(const toml::node& n) {
+  EndpointDraft e;
+  e.pos = at(n);
+  const auto* table = n.as_table();
+  if (table == nullptr) {
+    typeError("endpoint", "a [[host.endpoint]] table", n);
+    return e;
+  }
+  for (auto&& [key, value] : *table) {
+    std::string_view name = key.str();
+    if (name == "service") {
+      set(e.service, readEnum(name, value, kServices), value);
+    } else if (name == "port") {
+      set(e.port, readPort(name, value), value);
+    } else if (name == "security") {
+      set(e.security, readEnum(name, value, kSecurities), value);
+    } else if (name == "auth") {
+      set(e.auth, readEnum(name, value, kAuthPolicies), value);
+    } else if (name == "starttls_required") {
+      set(e.starttls_required, readBool(name, value), value);
+    } else if (name == "mechanisms") {
+      set(e.mechanisms, readMechanisms(value, e.mechanism_pos), value);
+    } else if (!readLayerKey(name, value, e.layer)) {
+      static const std::vector<std::string_view> known = concat({&kEndpointOnlyKeys, &kLayerKeys});
+      std::optional<std::string_view> typo_of = unknownKey(key, "[[host.endpoint]]", known);
+      if (typo_of == "service") {
+        e.service.given = true;
+      } else if (typo_of == "port") {
+        e.port.given = true;
+      }
+    }
+  }
+  return e;
+}
+
+std::optional<HostDraft> Loader::readHost(const toml::node& n) {
+  const auto* table = n.as_table();
+  if (table == nullptr) {
+    typeError("host", "a [[host]] table", n);
+    return std::nullopt;
+  }
+  HostDraft h;
+  h.pos = at(n);
+  for (auto&& [key, value] : *table) {
+    std::string_view name = key.str();
+    if (name == "name") {
+      std::optional<std::string> host = readString(name, value);
+      if (host && !isDomainName(*host) && !isIpv4(*host) && !isIpv6(*host)) {
+        d_.error(at(value), k(name) + ": " + quoted(*host) + " is not a host name or IP address");
+        host.reset();
+      }
+      set(h.name, std::move(host), value);
+    } else if (name == "addresses") {
+      set(h.addresses, readAddresses(name, value), value);
+    } else if (name == "account") {
+      h.account = readAccount(value, "[host.account]");
+    } else if (name == "endpoint") {
+      h.endpoints_given = true;
+      const auto* array = value.as_array();
+      if (array == nullptr) {
+        typeError(name, "[[host.endpoint]] tables", value);
+      } else if (array->empty()) {
+        d_.error(at(value), k(name) +
+                                ": empty list; remove it to probe the platform's five "
+                                "default endpoints");
+      } else {
+        for (const toml::node& element : *array) {
+          h.endpoints.push_back(readEndpoint(element));
+        }
+      }
+    } else if (!readLayerKey(name, value, h.layer)) {
+      static const std::vector<std::string_view> known = concat({&kHostOnlyKeys, &kLayerKeys});
+      if (unknownKey(key, "[[host]]", known) == "name") {
+        h.name.given = true;
+      }
+    }
+  }
+  if (!h.name.given) {
+    d_.error(h.pos, d_.commandLine() ? "--host is required" : "[[host]]: name is required");
+  }
+  return h;
+}
+
+std::optional<EndpointConfig> Loader::makeEndpoint(const HostDraft& host, const EndpointDraft& e,
+                                                   const Layer& defaults) {
+  if (!e.service.given) {
+    d_.error(e.pos, "[[host.endpoint]]: service is required (\"imap\" or \"smtp\")");
+  }
+  if (!e.port.given) {
+    d_.error(e.pos, "[[host.endpoint]]: port is required");
+  }
+  if (!e.service.value || !e.port.value) {
+    return std::nullopt;
+  }
+  EndpointConfig out;
+  EndpointSpec& spec = out.spec;
+  spec.host = host.name.value.value_or("");
+  spec.service = *e.service.value;
+  spec.port = static_cast<uint16_t>(*e.port.value);
+  if (e.security.value) {
+    spec.security = *e.security.value;
+  } else if (e.security.given) {
+    return std::nullopt;
+  } else if (auto by_port = defaultSecurityForPort(spec.port)) {
+    spec.security = *by_port;
+  } else {
+    d_.error(e.port.pos, "security is required for port " + std::to_string(spec.port) +
+                             ": none, starttls or tls");
+    return std::nullopt;
+  }
+  // Explicit endpoints get the platform's rules for their port: SMTP on 25 is the MX, where
+  // STARTTLS and login are optional; everything else is a client endpoint that needs both.
+  bool mx = spec.service == Service::Smtp && spec.port == 25;
+  spec.starttls_required = e.starttls_required.value.value_or(!mx);
+  spec.auth = e.auth.value.value_or(mx ? AuthPolicy::Optional : AuthPolicy::Required);
+  bool ok = true;
+  if (e.starttls_required.given && spec.security != Security::StartTls) {
+    d_.error(e.starttls_required.pos,
+             k("starttls_required") + ": only applies to security = \"starttls\"");
+    ok = false;
+  }
+  if (spec.security == Security::None && spec.auth != AuthPolicy::Skip) {
+    if (e.auth.given) {
+      d_.error(e.auth.pos, k("auth") +
+                               ": a login over security = \"none\" would send the password in "
+                               "clear; set auth = \"none\"");
+    } else {
+      d_.error(e.security.pos, k("security") +
+                                   ": \"none\" needs auth = \"none\": the default auth = \"" +
+                                   std::string(nameOf(kAuthPolicies, spec.auth)) +
+                                   "\" would send the password in clear");
+    }
+    ok = false;
+  }
+  if (e.mechanisms.value) {
+    spec.mechanisms = *e.mechanisms.value;
+    for (size_t i = 0; i < spec.mechanisms.size(); ++i) {
+      if (spec.service == Service::Smtp && spec.mechanisms[i] == "LOGIN-COMMAND") {
+        d_.error(e.mechanism_pos[i], k("mechanisms") +
+                                         ": \"LOGIN-COMMAND\" is the IMAP LOGIN command; SMTP "
+                                         "has no such thing");
+        ok = false;
+      }
+    }
+    if (spec.auth == AuthPolicy::Skip && ok) {
+      d_.error(e.mechanisms.pos, k("mechanisms") + ": useless with auth = \"none\"");
+      ok = false;
+    }
+  }
+  if (host.addresses.value) {
+    spec.addresses = *host.addresses.value;
+  }
+
+  const Layer& h = host.layer;
+  const Layer& x = e.layer;
+  out.interval = pick(x.interval, h.interval, defaults.interval).value.value_or(out.interval);
+  spec.timeouts.total =
+      pick(x.timeout, h.timeout, defaults.timeout).value.value_or(spec.timeouts.total);
+  spec.timeouts.connect = pick(x.connect_timeout, h.connect_timeout, defaults.connect_timeout)
+                              .value.value_or(spec.timeouts.connect);
+  spec.timeouts.phase = pick(x.phase_timeout, h.phase_timeout, defaults.phase_timeout)
+                            .value.value_or(spec.timeouts.phase);
+  spec.timeouts.resolve = pick(x.resolve_timeout, h.resolve_timeout, defaults.resolve_timeout)
+                              .value.value_or(spec.timeouts.resolve);
+  spec.tls.ca_file = pick(x.ca_file, h.ca_file, defaults.ca_file).value.value_or("");
+  spec.ehlo_name =
+      pick(x.ehlo_name, h.ehlo_name, defaults.ehlo_name).value.value_or(spec.ehlo_name);
+  spec.tls.login_despite_invalid_cert =
+      pick(x.login_despite_invalid_cert, h.login_despite_invalid_cert,
+           defaults.login_despite_invalid_cert)
+          .value.value_or(spec.tls.login_despite_invalid_cert);
+  spec.examine_inbox = false;
+  if (spec.service == Service::Imap) {
+    spec.examine_inbox =
+        pick(x.examine_inbox, h.examine_inbox, defaults.examine_inbox).value.value_or(false);
+  } else if (x.examine_inbox.value.value_or(false)) {
+    d_.error(x.examine_inbox.pos, k("examine_inbox") + ": only applies to imap endpoints");
+    ok = false;
+  }
+
+  const Setting<AddressFamily>& family = pick(x.family, h.family, defaults.family);
+  spec.family = family.value.value_or(AddressFamily::Any);
+  auto wrongFamily = [&](const std::string& address) {
+    return (spec.family == AddressFamily::V4 && !isIpv4(address)) ||
+           (spec.family == AddressFamily::V6 && !isIpv6(address));
+  };
+  std::string family_name(nameOf(kFamilies, spec.family));
+  if (!spec.addresses.empty() &&
+      std::all_of(spec.addresses.begin(), spec.addresses.end(), wrongFamily)) {
+    d_.error(family.pos, k("family") + ": \"" + family_name + "\" leaves none of the host's " +
+                             k("addresses") + " to probe" +
+                             d_.seeLine(host.addresses.pos, "addresses at line"));
+    ok = false;
+  }
+  const Setting<std::string>& source =
+      pick(x.source_address, h.source_address, defaults.source_address);
+  spec.source_address = source.value.value_or("");
+  if (!spec.source_address.empty() && wrongFamily(spec.source_address)) {
+    d_.error(source.pos, k("source_address") + ": " + quoted(spec.source_address) +
+                             " does not match family = \"" + family_name + "\"");
+    ok = false;
+  }
+
+  const Setting<int>& tls_min =
+      pick(x.tls_min_version, h.tls_min_version, defaults.tls_min_version);
+  const Setting<int>& tls_max =
+      pick(x.tls_max_version, h.tls_max_version, defaults.tls_max_version);
+  spec.tls.min_version = tls_min.value.value_or(0);
+  spec.tls.max_version = tls_max.value.value_or(0);
+  if (spec.tls.min_version != 0 && spec.tls.max_version != 0 &&
+      spec.tls.max_version < spec.tls.min_version) {
+    d_.error(tls_max.pos, k("tls_max_version") + ": " +
+                              std::string(nameOf(kTlsVersions, spec.tls.max_version)) +
+                              " is lower than tls_min_version = \"" +
+                              std::string(nameOf(kTlsVersions, spec.tls.min_version)) + "\"");
+    ok = false;
+  }
+  if (!ok) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::optional<HostConfig> Loader::makeHost(HostDraft& host, const Layer& defaults,
+                                           std::optional<AccountDraft>& top_account) {
+  HostConfig out;
+  out.name = host.name.value.value_or("");
+  bool ok = host.name.value.has_value();
+
+  std::vector<EndpointDraft> defaults_five;
+  if (!host.endpoints_given) {
+    for (const DefaultEndpoint& p : platformEndpoints()) {
+      EndpointDraft e;
+      e.pos = host.pos;
+      e.service = {p.service, host.pos, true};
+      e.port = {p.port, host.pos, true};
+      e.security = {p.security, host.pos, true};
+      e.auth = {p.auth, host.pos, true};
+      // starttls_required is left to the port rule, which gives the platform's answer.
+      defaults_five.push_back(std::move(e));
+    }
+  }
+  const std::vector<EndpointDraft>& drafts = host.endpoints_given ? host.endpoints : defaults_five;
+  std::map<std::tuple<uint16_t, Security, std::string>, Pos> seen;
+  for (const EndpointDraft& draft : drafts) {
+    std::optional<EndpointConfig> endpoint = makeEndpoint(host, draft, defaults);
+    if (!endpoint) {
+      ok = false;
+      continue;
+    }
+    const EndpointSpec& spec = endpoint->spec;
+    auto [it, inserted] =
+        seen.emplace(std::tuple(spec.port, spec.security, spec.source_address), draft.pos);
+    if (!inserted) {
+      d_.error(draft.pos, "duplicate endpoint " + describeEndpoint(spec) + " for host " +
+                              quoted(out.name) + d_.seeLine(it->second, "first defined at line"));
+      ok = false;
+      continue;
+    }
+    out.endpoints.push_back(std::move(*endpoint));
+  }
+
+  // The host's own account replaces [account] as a whole: a user never gets another
+  // account's password.
+  AccountDraft* account = host.account ? &*host.account : (top_account ? &*top_account : nullptr);
+  // Read from the drafts, so that an endpoint with an unrelated error still counts.
+  const EndpointDraft* logs_in = nullptr;
+  AuthPolicy logs_in_auth = AuthPolicy::Required;
+  for (const EndpointDraft& draft : drafts) {
+    if (draft.auth.given && !draft.auth.value) {
+      continue;  // a bad auth value, already reported
+    }
+    bool mx = draft.service.value == Service::Smtp && draft.port.value == 25;
+    AuthPolicy auth = draft.auth.value.value_or(mx ? AuthPolicy::Optional : AuthPolicy::Required);
+    if (auth != AuthPolicy::Skip) {
+      logs_in = &draft;
+      logs_in_auth = auth;
+      break;
+    }
+  }
+  std::string host_label = host.name.value ? "host " + quoted(*host.name.value)
+                                           : "[[host]]" + d_.seeLine(host.pos, "at line");
+  if (logs_in != nullptr) {
+    std::string why = describeDraft(*logs_in) + " logs in (auth = \"" +
+                      std::string(nameOf(kAuthPolicies, logs_in_auth)) + "\")";
+    if (account == nullptr) {
+      d_.error(host.name.given ? host.name.pos : host.pos,
+               d_.commandLine() ? "--user and a password are required to log in (or --auth none)"
+                                : host_label + ": " + why +
+                                      ", but there is no [account] or [host.account]; add "
+                                      "one, or set auth = \"none\"");
+      ok = false;
+    } else if (!account->broken && account->sources.empty() && !account->sources_broken) {
+      if (!account->missing_reported) {
+        account->missing_reported = true;
+        d_.error(account->pos,
+                 d_.commandLine()
+                     ? "a password is required to log in: --password-file, --password-env or "
+                       "--password-credential (or --auth none)"
+                     : account->where +
+                           ": no password: set one of password_credential, password_file, "
+                           "password_env or password (" +
+                           host_label + " logs in on " + describeDraft(*logs_in) + ")");
+      }
+      ok = false;
+    }
+  }
+  if (account != nullptr && account->user && account->password) {
+    out.account.user = *account->user;
+    out.account.password = *account->password;
+    out.account_source = account->source;
+  }
+  if (!ok) {
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::optional<Config> Loader::build(const toml::table& root) {
+  Config config;
+  Layer defaults;
+  std::optional<AccountDraft> top_account;
+  const toml::node* hosts = nullptr;
+  Pos hosts_pos;
+  for (auto&& [key, value] : root) {
+    std::string_view name = key.str();
+    if (name == "daemon") {
+      readDaemon(value, config.daemon);
+    } else if (name == "defaults") {
+      readDefaults(value, defaults);
+    } else if (name == "account") {
+      top_account = readAccount(value, "[account]");
+    } else if (name == "host") {
+      hosts = &value;
+      hosts_pos = at(key);
+    } else {
+      std::string message = "unknown ";
+      if (value.is_table()) {
+        message += "table [" + std::string(name) + "]";
+      } else if (value.is_array_of_tables()) {
+        message += "table [[" + std::string(name) + "]]";
+      } else {
+        message += "key '" + std::string(name) + "' at the top level";
+      }
+      if (auto suggestion = closest(name, kTopKeys)) {
+        message += *suggestion == "host" ? "; did you mean [[host]]?"
+                                         : "; did you mean [" + std::string(*suggestion) + "]?";
+      } else if (contains(kLayerKeys, name)) {
+        message += "; it belongs in [defaults]";
+      } else if (contains(kDaemonKeys, name)) {
+        message += "; it belongs in [daemon]";
+      }
+      d_.error(at(key), std::move(message));
+    }
+  }
+
+  std::vector<HostDraft> drafts;
+  if (hosts == nullptr) {
+    d_.error({1, 1}, "no [[host]] to probe: add at least one [[host]] table");
+  } else if (hosts->is_table()) {
+    d_.error(hosts_pos, "host: write [[host]] (an array of tables), not [host]");
+  } else if (const auto* array = hosts->as_array()) {
+    if (array->empty()) {
+      d_.error(at(*hosts), "host: empty list: add at least one [[host]] table");
+    }
+    for (const toml::node& element : *array) {
+      if (auto draft = readHost(element)) {
+        drafts.push_back(std::move(*draft));
+      }
+    }
+  } else {
+    typeError("host", "[[host]] tables", *hosts);
+  }
+
+  // Two tables for the same name and addresses would probe the same thing twice under one
+  // label; different addresses (backends of a pool) are fine.
+  std::map<std::pair<std::string, std::vector<std::string>>, Pos> seen;
+  for (HostDraft& draft : drafts) {
+    if (draft.name.value) {
+      std::vector<std::string> addresses =
+          draft.addresses.value.value_or(std::vector<std::string>{});
+      std::sort(addresses.begin(), addresses.end());
+      auto [it, inserted] =
+          seen.emplace(std::pair(lower(*draft.name.value), addresses), draft.name.pos);
+      if (!inserted) {
+        d_.error(draft.name.pos, "duplicate host " + quoted(*draft.name.value) +
+                                     d_.seeLine(it->second, "first defined at line") +
+                                     "; give different addresses or merge the tables");
+      }
+    }
+    if (auto host = makeHost(draft, defaults, top_account)) {
+      config.hosts.push_back(std::move(*host));
+    }
+  }
+  if (d_.failed()) {
+    return std::nullopt;
+  }
+  return config;
+}
+
+// toml++ may quote part of the offending text ("saw 'a'", "unknown escape sequence '\q'"):
+// when the error sits in a password's value, that text is the secret. Finds the key/value pair
+// the error line belongs to and says whether its key is `password`.
+bool inPasswordValue(std::string_view text, uint32_t error_line) {
+  std::vector<std::string_view> lines;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) {
+      end = text.size();
+    }
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  if (error_line == 0 || error_line > lines.size()) {
+    return text.find("password") != std::string_view::npos;
+  }
+  if (lines[error_line - 1].find("password") != std::string_view::npos) {
+    return true;  // also catches inline tables: account = { password = "..." }
+  }
+  for (size_t i = error_line; i-- > 0;) {
+    std::string_view line = lines[i];
+    size_t first = line.find_first_not_of(" \t");
+    if (first == std::string_view::npos) {
+      continue;
+    }
+    if (line[first] == '[') {
+      return false;
+    }
+    size_t eq = line.find('=');
+    if (eq == std::string_view::npos) {
+      continue;  // inside a multi-line string or array
+    }
+    std::string_view k = line.substr(first, eq - first);
+    bool key_like = std::all_of(k.begin(), k.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '_' || c == '-' || c == '.' || c == ' ' || c == '\t' || c == '"' || c == '\'';
+    });
+    if (key_like) {
+      return k.find("password") != std::string_view::npos;
+    }
+  }
+  return false;
+}
+
+LoadResult loadInternal(std::string_view text, const std::string& path, const GetEnv& getenv,
+                        std::optional<mode_t> file_mode) {
+  LoadResult result;
+  toml::table root;
+  try {
+    root = toml::parse(text, std::string_view(path));
+  } catch (const toml::parse_error& e) {
+    Pos p = at(e.source());
+    std::string message(e.description());
+    if (inPasswordValue(text, p.line)) {
+      message =
+          "syntax error in a password value (details withheld: they could show part of "
+          "the password)";
+    }
+    result.errors.push_back({path, p.line, p.column, std::move(message)});
+    return result;
+  }
+  Diagnostics diag(path, false);
+  Loader loader(diag, getenv, directoryOf(path));
+  std::optional<Config> config = loader.build(root);
+  if (file_mode && (*file_mode & (S_IRGRP | S_IROTH)) && loader.inlinePassword()) {
+    diag.warning(*loader.inlinePassword(),
+                 "this file holds an inline password and is readable by " +
+                     std::string((*file_mode & S_IROTH) ? "every user" : "its group") + " (mode " +
+                     octalMode(*file_mode) +
+                     "); chmod 600 it or move the password "
+                     "to a credential or file");
+  }
+  result.errors = diag.takeErrors();
+  if (config && result.errors.empty()) {
+    config->path = path;
+    config->warnings = diag.takeWarnings();
+    result.config = std::move(config);
+  }
+  return result;
+}
+
+}  // namespace
+
+LoadResult loadConfigFromString(std::string_view toml, const std::string& path_for_errors,
+                                const GetEnv& getenv) {
+  return loadInternal(toml, path_for_errors, getenv, std::nullopt);
+}
+
+LoadResult loadConfig(const std::string& path, const GetEnv& getenv) {
+  std::string text, error;
+  mode_t mode = 0;
+  if (!readSmallFile(path, 16 << 20, text, error, &mode)) {
+    // readSmallFile names the path; the error's file field already does.
+    std::string prefix = "cannot read " + path + ": ";
+    if (error.starts_with(prefix)) {
+      error = "cannot read: " + error.substr(prefix.size());
+    }
+    return LoadResult{std::nullopt, {ConfigError{path, 0, 0, error}}};
+  }
+  return loadInternal(text, path, getenv, mode);
+}
+
+LoadResult adHocConfig(const AdHocOptions& o, const GetEnv& getenv) {
+  Diagnostics diag("command line", true);
+  if (o.host.empty()) {
+    diag.error({}, "--host is required");
+    return LoadResult{std::nullopt, diag.takeErrors()};
+  }
+  auto strings = [](const std::vector<std::string>& v) {
+    toml::array a;
+    for (const std::string& s : v) {
+      a.push_back(s);
+    }
+    return a;
+  };
+
+  toml::table host{{"name", o.host}};
+  if (!o.addresses.empty()) {
+    host.insert("addresses", strings(o.addresses));
+  }
+  const std::pair<std::string_view, const std::string*> layered[] = {
+      {"ca_file", &o.ca_file},
+      {"source_address", &o.source_address},
+      {"family", &o.family},
+      {"ehlo_name", &o.ehlo_name},
+      {"timeout", &o.timeout},
+      {"tls_min_version", &o.tls_min_version},
+      {"tls_max_version", &o.tls_max_version}};
+  for (const auto& [key, value] : layered) {
+    if (!value->empty()) {
+      host.insert(key, *value);
+    }
+  }
+  if (o.examine_inbox) {
+    host.insert("examine_inbox", true);
+  }
+  host.insert("login_despite_invalid_cert", !o.strict_certificates);
+
+  std::vector<std::string> ports = o.ports;
+  bool per_port = !ports.empty();  // --service and --security only apply to given ports
+  if (ports.empty()) {
+    if (!o.service.empty() || !o.security.empty()) {
+      diag.error({}, std::string(o.service.empty() ? "--security" : "--service") +
+                         " needs --port (without --port, the platform's five endpoints are "
+                         "probed)");
+    }
+    for (const DefaultEndpoint& p : platformEndpoints()) {
+      ports.push_back(std::to_string(p.port));
+    }
+  }
+  toml::array endpoints;
+  for (const std::string& port : ports) {
+    toml::table e;
+    bool numeric =
+        !port.empty() && port.size() <= 9 &&
+        std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (numeric) {
+      e.insert("port", int64_t{std::stoi(port)});
+    } else {
+      e.insert("port", port);  // reported as a type error, with the value as typed
+    }
+    int n = numeric ? std::stoi(port) : 0;
+    if (per_port && !o.service.empty()) {
+      e.insert("service", o.service);
+    } else if (n == 143 || n == 993) {
+      e.insert("service", "imap");
+    } else if (n == 25 || n == 465 || n == 587) {
+      e.insert("service", "smtp");
+    } else if (n >= 1 && n <= 65535) {
+      diag.error({}, "--port " + port + ": --service is required (imap or smtp)");
+      continue;
+    } else {
+      e.insert("service", "imap");  // a placeholder: the port's own error is the one to read
+    }
+    if (per_port && !o.security.empty()) {
+      e.insert("security", o.security);
+    }
+    if (!o.auth.empty()) {
+      e.insert("auth", o.auth);
+    }
+    if (!o.mechanisms.empty()) {
+      e.insert("mechanisms", strings(o.mechanisms));
+    }
+    endpoints.push_back(std::move(e));
+  }
+  if (!endpoints.empty()) {
+    host.insert("endpoint", std::move(endpoints));
+  }
+
+  toml::table root;
+  if (!o.user.empty() || !o.password_file.empty() || !o.password_env.empty() ||
+      !o.password_credential.empty()) {
+    toml::table account;
+    if (!o.user.empty()) {
+      account.insert("user", o.user);
+    }
+    const std::pair<std::string_view, const std::string*> sources[] = {
+        {"password_file", &o.password_file},
+        {"password_env", &o.password_env},
+        {"password_credential", &o.password_credential}};
+    for (const auto& [key, value] : sources) {
+      if (!value->empty()) {
+        account.insert(key, *value);
+      }
+    }
+    root.insert("account", std::move(account));
+  }
+  toml::array hosts;
+  hosts.push_back(std::move(host));
+  root.insert("host", std::move(hosts));
+
+  Loader loader(diag, getenv, "");
+  std::optional<Config> config = loader.build(root);
+  LoadResult result;
+  result.errors = diag.takeErrors();
+  if (config && result.errors.empty()) {
+    config->path = "command line";
+    config->warnings = diag.takeWarnings();
+    result.config = std::move(config);
+  }
+  return result;
+}
+
+}  // namespace mailprobe
