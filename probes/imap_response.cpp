@@ -163,6 +163,7 @@ void ImapResponseParser::fail(std::string why) {
 }
 
 void ImapResponseParser::feed(std::string_view bytes) {
+  received_ += bytes.size();
   while (!failed() && !bytes.empty()) {
     if (literal_left_) {
       size_t take = std::min(*literal_left_, bytes.size());
@@ -256,7 +257,6 @@ void ImapResponseParser::finishResponse() {
   r.line = forLog(logical_);
   r.literals = std::move(literals_);
   ready_.push_back(Ready{std::move(r), current_raw_});
-  ready_raw_ += current_raw_;
   reset();
 }
 
@@ -265,12 +265,12 @@ std::optional<ImapResponse> ImapResponseParser::next() {
     return std::nullopt;
   Ready r = std::move(ready_.front());
   ready_.pop_front();
-  ready_raw_ -= r.raw_size;
+  returned_ += r.raw_size;
   return std::move(r.response);
 }
 
 size_t ImapResponseParser::buffered() const {
-  return ready_raw_ + current_raw_ + partial_.size();
+  return received_ - returned_;
 }
 
 std::vector<std::string> imapCapabilities(const ImapResponse& r) {

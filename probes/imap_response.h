@@ -51,8 +51,9 @@ class ImapResponseParser {
   // "line longer than 8192 bytes", "literal of N bytes exceeds 65536", "response longer than
   // 262144 bytes", "malformed response line".
   const std::string& error() const { return error_; }
-  // Bytes received that are not part of a response returned by next(): after the tagged OK to
-  // STARTTLS this must be 0.
+  // Bytes received that are not part of a response returned by next(), counting bytes a
+  // failure dropped and bytes fed after it (a count: they are not kept). After the tagged OK
+  // to STARTTLS this must be 0.
   size_t buffered() const;
 
  private:
@@ -76,7 +77,8 @@ class ImapResponseParser {
     size_t raw_size;
   };
   std::deque<Ready> ready_;
-  size_t ready_raw_ = 0;
+  size_t received_ = 0;  // every byte fed, including any dropped by a failure
+  size_t returned_ = 0;  // bytes of the responses next() has returned
   std::string error_;
 };
 

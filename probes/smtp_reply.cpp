@@ -106,6 +106,7 @@ void SmtpReplyParser::fail(std::string why) {
 }
 
 void SmtpReplyParser::feed(std::string_view bytes) {
+  received_ += bytes.size();
   while (!failed() && !bytes.empty()) {
     size_t lf = bytes.find('\n');
     size_t take = lf == std::string_view::npos ? bytes.size() : lf;
@@ -155,7 +156,6 @@ void SmtpReplyParser::onLine(std::string_view line, size_t raw_size) {
     return;
   current_.enhanced = enhancedCode(code, current_.lines.front());
   ready_.push_back(Ready{std::move(current_), current_raw_});
-  ready_raw_ += current_raw_;
   current_ = SmtpReply{};
   current_raw_ = 0;
 }
@@ -165,12 +165,12 @@ std::optional<SmtpReply> SmtpReplyParser::next() {
     return std::nullopt;
   Ready r = std::move(ready_.front());
   ready_.pop_front();
-  ready_raw_ -= r.raw_size;
+  returned_ += r.raw_size;
   return std::move(r.reply);
 }
 
 size_t SmtpReplyParser::buffered() const {
-  return ready_raw_ + current_raw_ + partial_.size();
+  return received_ - returned_;
 }
 
 bool EhloCapabilities::has(std::string_view keyword) const {

@@ -37,8 +37,9 @@ class SmtpReplyParser {
   // Why it failed: "line longer than 4096 bytes", "reply code mismatch in multi-line reply",
   // "malformed reply line", "more than 256 lines in one reply".
   const std::string& error() const { return error_; }
-  // Bytes received that are not part of a reply returned by next(): after the reply to
-  // STARTTLS this must be 0, or the server (or a man in the middle) sent plaintext ahead.
+  // Bytes received that are not part of a reply returned by next(), counting bytes a failure
+  // dropped and bytes fed after it (a count: they are not kept). After the reply to STARTTLS
+  // this must be 0, or the server (or a man in the middle) sent plaintext ahead.
   size_t buffered() const;
 
  private:
@@ -55,7 +56,8 @@ class SmtpReplyParser {
     size_t raw_size;
   };
   std::deque<Ready> ready_;
-  size_t ready_raw_ = 0;
+  size_t received_ = 0;  // every byte fed, including any dropped by a failure
+  size_t returned_ = 0;  // bytes of the replies next() has returned
   std::string error_;
 };
 

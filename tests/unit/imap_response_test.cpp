@@ -21,17 +21,25 @@ struct Expected {
   std::vector<std::string> literals = {};
 };
 
+// In a row's `buffered`: every byte of the input (nothing was delivered).
+constexpr size_t kAll = SIZE_MAX;
+
 struct Row {
   std::string name;
   std::string input;
   std::vector<Expected> responses;  // in order
   std::string error;                // "" when the parser must not fail
-  size_t buffered = 0;              // left over once every response has been taken
+  // Bytes not delivered as responses once every response has been taken, dropped ones included.
+  size_t buffered = 0;
 };
 
 const std::string kDovecotGreeting =
     "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ STARTTLS "
     "LOGINDISABLED] Dovecot (Debian) ready.\r\n";
+
+void PrintTo(const Row& row, std::ostream* os) {
+  *os << row.name;
+}
 
 const std::vector<Row>& rows() {
   static const std::vector<Row> table = {
@@ -159,30 +167,38 @@ const std::vector<Row>& rows() {
        {{Kind::Untagged, "", "OK", {}, "", "hi"}},
        "",
        4},
-      {"HttpServer", "HTTP/1.1 200 OK\r\n", {}, "malformed response line"},
+      {"HttpServer", "HTTP/1.1 200 OK\r\n", {}, "malformed response line", kAll},
       {"TlsServerBytes",
        "\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\n"s,
        {},
-       "malformed response line"},
-      {"EmptyLine", "\r\n", {}, "malformed response line"},
-      {"StarAlone", "*\r\n", {}, "malformed response line"},
-      {"StarSpaceAlone", "* \r\n", {}, "malformed response line"},
-      {"NumberWithoutKeyword", "* 5\r\n", {}, "malformed response line"},
-      {"NumberOverflow", "* 99999999999999999999999 EXISTS\r\n", {}, "malformed response line"},
-      {"TagAlone", "a1\r\n", {}, "malformed response line"},
-      {"TaggedNonStatus", "a1 BYE x\r\n", {}, "malformed response line"},
+       "malformed response line",
+       kAll},
+      {"EmptyLine", "\r\n", {}, "malformed response line", kAll},
+      {"StarAlone", "*\r\n", {}, "malformed response line", kAll},
+      {"StarSpaceAlone", "* \r\n", {}, "malformed response line", kAll},
+      {"NumberWithoutKeyword", "* 5\r\n", {}, "malformed response line", kAll},
+      {"NumberOverflow",
+       "* 99999999999999999999999 EXISTS\r\n",
+       {},
+       "malformed response line",
+       kAll},
+      {"TagAlone", "a1\r\n", {}, "malformed response line", kAll},
+      {"TaggedNonStatus", "a1 BYE x\r\n", {}, "malformed response line", kAll},
       {"GarbageAfterGreeting",
        "* OK ready\r\n\x01\x02\x03\r\n",
        {{Kind::Untagged, "", "OK", {}, "", "ready"}},
-       "malformed response line"},
+       "malformed response line",
+       5},
       {"LiteralTooLarge",
        "* 1 FETCH (BODY[] {65537}\r\n",
        {},
-       "literal of 65537 bytes exceeds 65536"},
+       "literal of 65537 bytes exceeds 65536",
+       kAll},
       {"LiteralSizeOverflow",
        "* 1 FETCH (BODY[] {99999999999999999999999}\r\n",
        {},
-       "literal of 18446744073709551615 bytes exceeds 65536"},
+       "literal of 18446744073709551615 bytes exceeds 65536",
+       kAll},
   };
   return table;
 }
@@ -205,7 +221,7 @@ class ImapResponseTable : public ::testing::TestWithParam<Row> {
         got.push_back(std::move(*r));
     } while (!rest.empty());
     EXPECT_EQ(parser.failed() ? parser.error() : "", row.error);
-    EXPECT_EQ(parser.buffered(), row.buffered);
+    EXPECT_EQ(parser.buffered(), row.buffered == kAll ? row.input.size() : row.buffered);
     ASSERT_EQ(got.size(), row.responses.size());
     for (size_t i = 0; i < got.size(); ++i) {
       const Expected& want = row.responses[i];
@@ -252,30 +268,41 @@ TEST(ImapResponseParser, LineForLogsLeavesLiteralsOutAndIsBounded) {
   EXPECT_EQ(parser.next()->line, "a1 NO bad?news");
 }
 
-TEST(ImapResponseParser, OverlongLineFailsWithoutBufferingIt) {
+TEST(ImapResponseParser, OverlongLineFailsAtTheFirstByteBeyondTheBound) {
   ImapResponseParser parser;
-  std::string chunk(64 * 1024, 'x');
-  parser.feed("* OK ");
-  for (int i = 0; i < 16; ++i) {  // 1 MiB without a line end
-    parser.feed(chunk);
-    EXPECT_LE(parser.buffered(), 8193u);
-  }
+  std::string line = "* OK " + std::string(8192 - 5 + 1, 'x');  // room for the CR only
+  for (char c : line)
+    parser.feed(std::string_view(&c, 1));
+  EXPECT_FALSE(parser.failed());
+  parser.feed("x");
   EXPECT_EQ(parser.error(), "line longer than 8192 bytes");
-  EXPECT_EQ(parser.buffered(), 0u);
-  parser.feed("a1 OK\r\n");
-  EXPECT_FALSE(parser.next().has_value());
+
+  ImapResponseParser mebibyte;
+  std::string chunk(64 * 1024, 'x');
+  mebibyte.feed("* OK ");
+  mebibyte.feed(chunk);
+  EXPECT_EQ(mebibyte.error(), "line longer than 8192 bytes");  // on the first chunk, not later
+  for (int i = 1; i < 16; ++i)
+    mebibyte.feed(chunk);
+  mebibyte.feed("a1 OK\r\n");
+  EXPECT_FALSE(mebibyte.next().has_value());
+  EXPECT_EQ(mebibyte.buffered(), 5u + 16u * 64u * 1024u + 7u);
 }
 
-TEST(ImapResponseParser, EndlessChainOfLiteralsFails) {
+TEST(ImapResponseParser, EndlessChainOfLiteralsFailsAtTheResponseBound) {
   ImapResponseParser parser;
-  std::string piece = " {100}\r\n" + std::string(100, 'y');
+  const std::string piece = " {100}\r\n" + std::string(100, 'y');  // 108 bytes
   parser.feed("* 1 FETCH (X");
-  for (int i = 0; i < 100000 && !parser.failed(); ++i) {
+  size_t fed = 12;
+  while (fed < 10 * 262144 && !parser.failed()) {
     parser.feed(piece);
-    ASSERT_LE(parser.buffered(), 262144u);
+    fed += piece.size();
   }
   EXPECT_EQ(parser.error(), "response longer than 262144 bytes");
-  EXPECT_EQ(parser.buffered(), 0u);
+  // It stopped at the literal that would cross the bound, not after reading on.
+  EXPECT_GT(fed, 262144u - 108u);
+  EXPECT_LE(fed, 262144u + 108u);
+  EXPECT_EQ(parser.buffered(), fed);
 }
 
 TEST(ImapResponseParser, BoundsAreConfigurable) {
