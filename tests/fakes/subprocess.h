@@ -1,0 +1,49 @@
+#pragma once
+// A child process for tests: started with extra environment, stdout and stderr to files, killed
+// on destruction if it is still running (so a failing test leaves nothing behind).
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mailprobe::testing {
+
+class Subprocess {
+ public:
+  Subprocess(std::vector<std::string> argv, std::vector<std::string> extra_env,
+             std::string output_path);
+  ~Subprocess();
+  Subprocess(const Subprocess&) = delete;
+  Subprocess& operator=(const Subprocess&) = delete;
+
+  bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  bool signal(int signum);
+  // The exit code (128 + signal when killed), or nullopt if still running after `timeout`.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+  bool running();
+  // Everything the child wrote on stdout and stderr so far.
+  std::string output() const;
+
+ private:
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+  std::string output_path_;
+};
+
+// GET http://127.0.0.1:port/path with a plain socket; {status, body}; status 0 on failure.
+struct HttpReply {
+  int status = 0;
+  std::string content_type;
+  std::string body;
+};
+HttpReply httpGet(uint16_t port, const std::string& path,
+                  std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+
+// A TCP port on 127.0.0.1 that was free a moment ago.
+uint16_t freeLoopbackPort();
+
+}  // namespace mailprobe::testing
