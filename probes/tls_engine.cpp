@@ -62,6 +62,13 @@ bool hasSslReason(const std::vector<unsigned long>& codes, std::initializer_list
   });
 }
 
+// OpenSSL 3 reports a peer EOF without close_notify as SSL_ERROR_SSL with this reason; 1.1.1
+// used SSL_ERROR_SYSCALL with an empty queue.
+bool isUnexpectedEof(int ssl_error, const std::vector<unsigned long>& codes) {
+  return hasSslReason(codes, {SSL_R_UNEXPECTED_EOF_WHILE_READING}) ||
+         (ssl_error == SSL_ERROR_SYSCALL && codes.empty());
+}
+
 // What a failed handshake means for the probe. Observed with OpenSSL 3.0.x (see the tests):
 //   the server refuses our versions           -> "tlsv1 alert protocol version"
 //   we refuse the version the server chose    -> "unsupported protocol"
@@ -73,18 +80,15 @@ bool hasSslReason(const std::vector<unsigned long>& codes, std::initializer_list
 // "wrong version number" is deliberately not a version problem: it is what a peer that does
 // not speak TLS at all (a plaintext banner on a TLS port) produces.
 FailureReason classifyHandshakeFailure(int ssl_error, const std::vector<unsigned long>& codes) {
-  if (ssl_error == SSL_ERROR_ZERO_RETURN ||
-      hasSslReason(codes, {SSL_R_UNEXPECTED_EOF_WHILE_READING})) {
+  if (ssl_error == SSL_ERROR_ZERO_RETURN || isUnexpectedEof(ssl_error, codes)) {
     return FailureReason::ConnectionClosed;
   }
-  if (ssl_error == SSL_ERROR_SYSCALL && codes.empty()) {
-    return FailureReason::ConnectionClosed;  // the pre-3.0 spelling of an EOF
-  }
-  if (hasSslReason(codes,
-                   {SSL_R_TLSV1_ALERT_PROTOCOL_VERSION, SSL_R_UNSUPPORTED_PROTOCOL,
-                    SSL_R_NO_PROTOCOLS_AVAILABLE, SSL_R_VERSION_TOO_LOW, SSL_R_VERSION_TOO_HIGH,
-                    SSL_R_UNSUPPORTED_SSL_VERSION, SSL_R_WRONG_SSL_VERSION,
-                    SSL_R_INAPPROPRIATE_FALLBACK, kLegacySigalgRefused})) {
+  // The first four are the observed ones; the others name version trouble too.
+  if (hasSslReason(
+          codes,
+          {SSL_R_TLSV1_ALERT_PROTOCOL_VERSION, SSL_R_UNSUPPORTED_PROTOCOL, kLegacySigalgRefused,
+           SSL_R_NO_PROTOCOLS_AVAILABLE, SSL_R_VERSION_TOO_LOW, SSL_R_VERSION_TOO_HIGH,
+           SSL_R_UNSUPPORTED_SSL_VERSION, SSL_R_WRONG_SSL_VERSION, SSL_R_INAPPROPRIATE_FALLBACK})) {
     return FailureReason::TlsVersionUnsupported;
   }
   return FailureReason::TlsHandshakeFailed;
@@ -96,11 +100,6 @@ std::string describe(int ssl_error, const OpenSslErrors& errors) {
   }
   return ssl_error == SSL_ERROR_SYSCALL ? "EOF without close_notify"
                                         : "SSL_get_error " + std::to_string(ssl_error);
-}
-
-bool isUnexpectedEof(int ssl_error, const std::vector<unsigned long>& codes) {
-  return hasSslReason(codes, {SSL_R_UNEXPECTED_EOF_WHILE_READING}) ||
-         (ssl_error == SSL_ERROR_SYSCALL && codes.empty());
 }
 
 bool isIpLiteral(const std::string& name) {

@@ -7,6 +7,7 @@
 #include <openssl/ssl.h>
 
 #include <ctime>
+#include <utility>
 
 #include "tests/fakes/test_certs.h"
 #include "tests/fakes/tls_server_engine.h"
@@ -411,6 +412,28 @@ TEST_F(TlsEngineTest, ReadAndWriteBeforeTheHandshakeFail) {
   EXPECT_EQ(client.write("x"), Status::Failed);
   EXPECT_EQ(client.facts().version, "");
   client.shutdown();  // a no-op, not a crash
+}
+
+TEST(TlsCertificateReason, MapsVerifyErrorsToReasons) {
+  const std::pair<long, FailureReason> cases[] = {
+      {X509_V_OK, FailureReason::None},
+      {X509_V_ERR_CERT_HAS_EXPIRED, FailureReason::CertExpired},
+      {X509_V_ERR_CERT_NOT_YET_VALID, FailureReason::CertNotYetValid},
+      {X509_V_ERR_HOSTNAME_MISMATCH, FailureReason::CertHostnameMismatch},
+      {X509_V_ERR_IP_ADDRESS_MISMATCH, FailureReason::CertHostnameMismatch},
+      {X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, FailureReason::CertSelfSigned},
+      {X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN, FailureReason::CertSelfSigned},
+      {X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT, FailureReason::CertUntrusted},
+      {X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY, FailureReason::CertUntrusted},
+      {X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE, FailureReason::CertUntrusted},
+      {X509_V_ERR_CERT_UNTRUSTED, FailureReason::CertUntrusted},
+      {X509_V_ERR_CERT_REVOKED, FailureReason::CertInvalid},
+      {X509_V_ERR_INVALID_CA, FailureReason::CertInvalid},
+      {X509_V_ERR_EE_KEY_TOO_SMALL, FailureReason::CertInvalid},
+  };
+  for (const auto& [code, reason] : cases) {
+    EXPECT_EQ(certificateReason(code), reason) << X509_verify_cert_error_string(code);
+  }
 }
 
 TEST(TlsContext, MissingCaFileNamesTheFile) {
