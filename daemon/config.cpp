@@ -1531,6 +1531,27 @@ std::optional<Config> Loader::build(const toml::table& root) {
   return config;
 }
 
+// Whether `line` assigns the key `password` (bare, quoted or dotted, as in an inline table),
+// and not password_file or another key that merely starts with the word.
+bool setsPasswordKey(std::string_view line) {
+  auto identifier = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-';
+  };
+  for (size_t at = line.find("password"); at != std::string_view::npos;
+       at = line.find("password", at + 1)) {
+    if (at > 0 && identifier(line[at - 1])) {
+      continue;
+    }
+    size_t next = line.find_first_not_of(" \t\"'", at + 8);
+    if (next != std::string_view::npos && line[next] == '=' &&
+        (at + 8 == line.size() || !identifier(line[at + 8]))) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // toml++ may quote part of the offending text ("saw 'a'", "unknown escape sequence '\q'"):
 // when the error sits in a password's value, that text is the secret. Finds the key/value pair
 // the error line belongs to and says whether its key is `password`.
@@ -1546,9 +1567,9 @@ bool inPasswordValue(std::string_view text, uint32_t error_line) {
     start = end + 1;
   }
   if (error_line == 0 || error_line > lines.size()) {
-    return text.find("password") != std::string_view::npos;
+    return std::any_of(lines.begin(), lines.end(), setsPasswordKey);
   }
-  if (lines[error_line - 1].find("password") != std::string_view::npos) {
+  if (setsPasswordKey(lines[error_line - 1])) {
     return true;  // also catches inline tables: account = { password = "..." }
   }
   for (size_t i = error_line; i-- > 0;) {
@@ -1570,7 +1591,7 @@ bool inPasswordValue(std::string_view text, uint32_t error_line) {
              c == '_' || c == '-' || c == '.' || c == ' ' || c == '\t' || c == '"' || c == '\'';
     });
     if (key_like) {
-      return k.find("password") != std::string_view::npos;
+      return setsPasswordKey(line);
     }
   }
   return false;

@@ -836,11 +836,22 @@ TEST(ConfigSecrets, ASyntaxErrorInsideAPasswordHidesTomlsExcerpt) {
     EXPECT_EQ(r.errors[0].message, withheld) << line;
     EXPECT_EQ(r.errors[0].line, 3u);
   }
-  // A syntax error elsewhere keeps toml++'s words.
-  LoadResult r =
-      loadConfigFromString("[account]\nuser = \"u\\q\"\npassword = \"p\"\n", "c.toml", testEnv());
+  // In a multi-line string, on a line of its own.
+  LoadResult r = loadConfigFromString(
+      "[account]\nuser = \"u\"\npassword = \"\"\"" + kSecret + "\n" + kSecret + "\\q\"\"\"\n",
+      "c.toml", testEnv());
   ASSERT_EQ(r.errors.size(), 1u);
-  EXPECT_NE(r.errors[0].message, withheld);
+  EXPECT_EQ(r.errors[0].message, withheld);
+  EXPECT_EQ(r.errors[0].line, 4u);
+
+  // A syntax error elsewhere, even in another password_* key, keeps toml++'s words.
+  for (const char* text : {"[account]\nuser = \"u\\q\"\npassword = \"p\"\n",
+                           "[account]\npassword_file = \"/x\\q\"\n"}) {
+    r = loadConfigFromString(text, "c.toml", testEnv());
+    ASSERT_EQ(r.errors.size(), 1u);
+    EXPECT_EQ(r.errors[0].message, "Error while parsing string: unknown escape sequence '\\q'")
+        << text;
+  }
 }
 
 TEST(ConfigSecrets, APasswordFileOrVariableIsNeverEchoed) {
