@@ -38,15 +38,6 @@ bool isStatusWord(std::string_view s) {
   return s == "OK" || s == "NO" || s == "BAD" || s == "BYE" || s == "PREAUTH";
 }
 
-// The part of a response before its text: who speaks, and the status or data keyword.
-struct Head {
-  Kind kind = Kind::Untagged;
-  std::string tag;
-  std::optional<uint64_t> number;
-  std::string status;
-  size_t rest = 0;  // where the code and text (or the data) begin
-};
-
 // An atom starting at pos; returns its end (pos when there is none).
 size_t atomEnd(std::string_view line, size_t pos) {
   while (pos < line.size() && isAtomChar(line[pos]))
@@ -64,12 +55,12 @@ std::optional<size_t> afterWord(std::string_view line, size_t end) {
   return end + 1;
 }
 
-std::optional<Head> parseHead(std::string_view line) {
-  Head head;
+// The part of a response line before its text: who speaks (kind, tag), and the status or data
+// keyword (with the number before it). Returns where the code and text (or the data) begin.
+std::optional<size_t> parseHead(std::string_view line, ImapResponse& head) {
   if (!line.empty() && line[0] == '+') {
     head.kind = Kind::Continuation;
-    head.rest = line.size() > 1 && line[1] == ' ' ? 2 : 1;
-    return head;
+    return line.size() > 1 && line[1] == ' ' ? 2 : 1;
   }
   size_t pos = 0;
   if (line.starts_with("* ")) {
@@ -101,11 +92,7 @@ std::optional<Head> parseHead(std::string_view line) {
       head.status != "BAD") {
     return std::nullopt;
   }
-  std::optional<size_t> rest = afterWord(line, end);
-  if (!rest)
-    return std::nullopt;
-  head.rest = *rest;
-  return head;
+  return afterWord(line, end);
 }
 
 // A literal marker "{N}" or "{N+}" ending the line: N, saturated on overflow.
@@ -146,8 +133,9 @@ ImapResponseParser::ImapResponseParser(size_t max_line, size_t max_literal, size
     : max_line_(max_line), max_literal_(max_literal), max_response_(max_response) {}
 
 void ImapResponseParser::reset() {
+  current_ = ImapResponse{};
+  in_response_ = false;
   logical_.clear();
-  literals_.clear();
   literals_allowed_ = false;
   literal_left_.reset();
   current_raw_ = 0;
@@ -167,7 +155,7 @@ void ImapResponseParser::feed(std::string_view bytes) {
   while (!failed() && !bytes.empty()) {
     if (literal_left_) {
       size_t take = std::min(*literal_left_, bytes.size());
-      literals_.back().append(bytes.substr(0, take));
+      current_.literals.back().append(bytes.substr(0, take));
       bytes.remove_prefix(take);
       current_raw_ += take;
       *literal_left_ -= take;
@@ -205,14 +193,15 @@ void ImapResponseParser::onLine(std::string_view line, size_t raw_size) {
     fail("response longer than " + std::to_string(max_response_) + " bytes");
     return;
   }
-  bool first = logical_.empty() && literals_.empty();
-  if (first) {
-    std::optional<Head> head = parseHead(line);
-    if (!head) {
+  if (!in_response_) {
+    std::optional<size_t> text_at = parseHead(line, current_);
+    if (!text_at) {
       fail("malformed response line");
       return;
     }
-    literals_allowed_ = head->kind == Kind::Untagged && !isStatusWord(head->status);
+    in_response_ = true;
+    text_at_ = *text_at;
+    literals_allowed_ = current_.kind == Kind::Untagged && !isStatusWord(current_.status);
   }
   logical_.append(line);
   std::optional<uint64_t> literal = literals_allowed_ ? literalAtEnd(line) : std::nullopt;
@@ -229,21 +218,16 @@ void ImapResponseParser::onLine(std::string_view line, size_t raw_size) {
     fail("response longer than " + std::to_string(max_response_) + " bytes");
     return;
   }
-  literals_.emplace_back();
-  literals_.back().reserve(*literal);
+  current_.literals.emplace_back();
+  current_.literals.back().reserve(*literal);
   if (*literal > 0)
     literal_left_ = *literal;
 }
 
 void ImapResponseParser::finishResponse() {
-  // The first line parsed when it arrived; later lines only add to the text.
-  Head head = *parseHead(logical_);
-  ImapResponse r;
-  r.kind = head.kind;
-  r.tag = std::move(head.tag);
-  r.number = head.number;
-  r.status = std::move(head.status);
-  std::string_view rest = std::string_view(logical_).substr(head.rest);
+  // Kind, tag, number and status came from the first line; literals as they arrived.
+  ImapResponse r = std::move(current_);
+  std::string_view rest = std::string_view(logical_).substr(text_at_);
   if (!literals_allowed_ && rest.starts_with('[')) {
     size_t close = rest.find(']');
     if (close != std::string_view::npos) {
@@ -255,7 +239,6 @@ void ImapResponseParser::finishResponse() {
   }
   r.text = std::string(rest);
   r.line = forLog(logical_);
-  r.literals = std::move(literals_);
   ready_.push_back(Ready{std::move(r), current_raw_});
   reset();
 }

@@ -66,9 +66,12 @@ class ImapResponseParser {
   size_t max_literal_;
   size_t max_response_;
   std::string partial_;  // bytes of the current line, LF not yet seen
-  // The response in progress: its lines joined (CRLF and literal payloads left out).
+  // The response in progress: the head of its first line and the literals so far in current_,
+  // its lines joined (CRLF and literal payloads left out) in logical_.
+  bool in_response_ = false;
+  ImapResponse current_;
   std::string logical_;
-  std::vector<std::string> literals_;
+  size_t text_at_ = 0;                  // where the code and text begin in logical_
   bool literals_allowed_ = false;       // decided by the first line: untagged data only
   std::optional<size_t> literal_left_;  // set while reading a literal's payload
   size_t current_raw_ = 0;

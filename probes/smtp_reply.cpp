@@ -78,13 +78,12 @@ std::string SmtpReply::text() const {
   for (const std::string& line : lines) {
     if (!out.empty())
       out += ' ';
-    out.append(line, 0, kMaxLogText + 1 - std::min(out.size(), kMaxLogText + 1));
-    if (out.size() > kMaxLogText)
+    out += line;
+    if (out.size() > kMaxLogText) {
+      out.resize(kMaxLogText);
+      out += "...";
       break;
-  }
-  if (out.size() > kMaxLogText) {
-    out.resize(kMaxLogText);
-    out += "...";
+    }
   }
   for (char& c : out) {
     if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)

@@ -28,7 +28,7 @@ struct Row {
   std::string name;
   std::string input;
   std::vector<Expected> responses;  // in order
-  std::string error;                // "" when the parser must not fail
+  std::string error = {};           // "" when the parser must not fail
   // Bytes not delivered as responses once every response has been taken, dropped ones included.
   size_t buffered = 0;
 };

@@ -24,7 +24,7 @@ struct ParseRow {
   std::string name;
   std::string input;
   std::vector<ExpectedReply> replies;  // in order
-  std::string error;                   // "" when the parser must not fail
+  std::string error = {};              // "" when the parser must not fail
   // Bytes not delivered as replies once every reply has been taken, dropped ones included.
   size_t buffered = 0;
 };
