@@ -1,0 +1,224 @@
+#include "daemon/status_page.h"
+
+#include <gtest/gtest.h>
+
+namespace mailprobe {
+namespace {
+
+constexpr int64_t kNow = 1'800'000'000;  // 2027-01-15 08:00:00 UTC
+
+ProbeResult ok(const EndpointState& e, const std::string& address) {
+  ProbeResult r;
+  r.host = e.host;
+  r.address = address;
+  r.port = e.port;
+  r.service = e.service;
+  r.security = e.security;
+  r.success = true;
+  r.sentence = "IMAP on " + e.host + " port " + std::to_string(e.port) + " works.";
+  return r;
+}
+
+// imap 993 up with a certificate 10 days from expiry; smtp 465 down on a failed login whose
+// server reply carries markup; imap 143 not run yet.
+Snapshot snapshot() {
+  Snapshot s;
+  s.taken_at = kNow;
+  s.daemon.version = "1.2.3";
+
+  EndpointState up{.host = "mail.example.org",
+                   .port = 993,
+                   .service = Service::Imap,
+                   .security = Security::Tls,
+                   .interval_seconds = 60};
+  ProbeResult r = ok(up, "192.0.2.1");
+  r.tls = TlsFacts{};
+  r.tls->version = "TLSv1.3";
+  r.tls->cipher = "TLS_AES_128_GCM_SHA256";
+  r.tls->leaf_not_after = kNow + 10 * 86400 + 3600;
+  r.tls->chain_not_after = kNow + 10 * 86400 + 3600;
+  r.tls->accept_all_ok = true;
+  r.auth = {{"PLAIN", true, FailureReason::None, ""}};
+  r.auth_after_tls = {"PLAIN", "LOGIN"};
+  up.last = {r};
+  up.last_run_timestamp = kNow - 30;
+  up.last_success_timestamp = kNow - 30;
+
+  EndpointState down{.host = "mail.example.org",
+                     .port = 465,
+                     .service = Service::Smtp,
+                     .security = Security::Tls,
+                     .interval_seconds = 60};
+  ProbeResult d = ok(down, "192.0.2.1");
+  d.success = false;
+  d.reason = FailureReason::AuthFailed;
+  d.phase = Phase::Auth;
+  d.detail = "535 <script>alert(1)</script> & \"bad\"";
+  d.sentence = "Sending through mail.example.org:465 fails: the login is refused <b>now</b>.";
+  d.auth = {{"PLAIN", false, FailureReason::AuthFailed, "535 5.7.8 <i>no</i>"}};
+  ProbeResult d6 = d;
+  d6.address = "2001:db8::1";
+  down.last = {d, d6};
+  down.last_run_timestamp = kNow - 20;
+  down.last_success_timestamp = kNow - 14 * 60;
+
+  EndpointState pending{.host = "mx.example.org",
+                        .port = 143,
+                        .service = Service::Imap,
+                        .security = Security::StartTls,
+                        .interval_seconds = 60};
+
+  s.endpoints = {up, down, pending};
+  return s;
+}
+
+TEST(StatusPage, OverallLineCountsUpDownAndPending) {
+  const std::string page = renderStatusPage(snapshot(), kNow);
+  EXPECT_NE(page.find(">1 of 3 endpoints down, 1 pending<"), std::string::npos) << page;
+  EXPECT_NE(page.find("<title>1 of 3 endpoints down, 1 pending"), std::string::npos);
+
+  Snapshot all_up = snapshot();
+  all_up.endpoints.resize(1);
+  EXPECT_NE(renderStatusPage(all_up, kNow).find(">The endpoint is up<"), std::string::npos);
+  Snapshot none = snapshot();
+  none.endpoints.clear();
+  EXPECT_NE(renderStatusPage(none, kNow).find("No endpoints configured"), std::string::npos);
+}
+
+TEST(StatusPage, ShowsEveryEndpointWithItsState) {
+  const std::string page = renderStatusPage(snapshot(), kNow);
+  EXPECT_NE(page.find("class=\"ep up\" id=\"ep-0\""), std::string::npos);
+  EXPECT_NE(page.find("class=\"ep down\" id=\"ep-1\""), std::string::npos);
+  EXPECT_NE(page.find("class=\"ep pending\" id=\"ep-2\""), std::string::npos);
+  EXPECT_NE(page.find("Not probed yet."), std::string::npos);
+  EXPECT_NE(page.find("<h3>mail.example.org</h3>"), std::string::npos);
+  EXPECT_NE(page.find("<h3>mx.example.org</h3>"), std::string::npos);
+  // The down one: reason and phase, last success absolute and relative, per-address rows.
+  EXPECT_NE(page.find("<code>auth_failed</code> at <code>auth</code>"), std::string::npos);
+  EXPECT_NE(page.find(utcTime(kNow - 14 * 60) + " (14 min ago)"), std::string::npos);
+  EXPECT_NE(page.find("<td>2001:db8::1</td>"), std::string::npos);
+  EXPECT_NE(page.find("<section id=\"problems\">"), std::string::npos);
+  // The pending one says so; it was never run.
+  EXPECT_NE(page.find("<dt>Last success</dt><dd>never</dd>"), std::string::npos);
+  // No profile grid or relay matrix until the snapshot carries them.
+  EXPECT_EQ(page.find("id=\"profiles\""), std::string::npos);
+  EXPECT_EQ(page.find("id=\"relay\""), std::string::npos);
+}
+
+TEST(StatusPage, EscapesEverythingAServerSaid) {
+  const std::string page = renderStatusPage(snapshot(), kNow);
+  EXPECT_EQ(page.find("<script>"), std::string::npos);
+  EXPECT_EQ(page.find("<b>now</b>"), std::string::npos);
+  EXPECT_EQ(page.find("<i>no</i>"), std::string::npos);
+  EXPECT_NE(page.find("535 &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;bad&quot;"),
+            std::string::npos);
+  EXPECT_NE(page.find("the login is refused &lt;b&gt;now&lt;/b&gt;."), std::string::npos);
+  EXPECT_EQ(htmlEscape("<a href='x'>&</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;");
+}
+
+TEST(StatusPage, CertificateDaysLeftAndVerifyOutcome) {
+  Snapshot s = snapshot();
+  std::string page = renderStatusPage(s, kNow);
+  EXPECT_NE(page.find("<dd class=\"warn\">10 days left (until " +
+                      utcTime(kNow + 10 * 86400 + 3600) + "), verified</dd>"),
+            std::string::npos)
+      << page;
+
+  TlsFacts& t = *s.endpoints[0].last[0].tls;
+  t.verify = FailureReason::CertExpired;
+  t.verify_detail = "certificate has expired";
+  t.leaf_not_after = kNow - 2 * 86400 - 10;
+  t.chain_not_after = t.leaf_not_after;
+  page = renderStatusPage(s, kNow);
+  EXPECT_NE(page.find("expired 3 days ago"), std::string::npos);
+  EXPECT_NE(page.find("not verified: <code>cert_expired</code>"), std::string::npos);
+  EXPECT_NE(page.find("clients that accept all certificates still connect"), std::string::npos);
+}
+
+// The failing address stopped before TLS: the card still shows what the working one learnt.
+TEST(StatusPage, FactsComeFromAnotherAddressWhenTheFailingOneStoppedEarly) {
+  Snapshot s = snapshot();
+  EndpointState& e = s.endpoints[0];
+  ProbeResult v6 = e.last[0];
+  v6.address = "2001:db8::1";
+  v6.success = false;
+  v6.reason = FailureReason::ConnectTimeout;
+  v6.phase = Phase::Connect;
+  v6.tls.reset();
+  v6.auth.clear();
+  v6.auth_after_tls.clear();
+  e.last.push_back(v6);
+  const std::string page = renderStatusPage(s, kNow);
+  const size_t card = page.find("id=\"ep-0\"");
+  const size_t next = page.find("id=\"ep-1\"");
+  ASSERT_NE(card, std::string::npos);
+  const std::string html = page.substr(card, next - card);
+  EXPECT_NE(html.find("<code>connect_timeout</code> at <code>connect</code> on 2001:db8::1"),
+            std::string::npos)
+      << html;
+  EXPECT_NE(html.find("<dt>Certificate</dt>"), std::string::npos);
+  EXPECT_NE(html.find("PLAIN <span class=\"ok\">ok</span>"), std::string::npos);
+  EXPECT_NE(html.find("<dt>AUTH offered</dt><dd>PLAIN LOGIN</dd>"), std::string::npos);
+  EXPECT_NE(html.find("<td>192.0.2.1</td>"), std::string::npos);
+}
+
+TEST(StatusPage, IsSelfContainedAndPhoneReadable) {
+  const std::string page = renderStatusPage(snapshot(), kNow);
+  EXPECT_NE(page.find("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"),
+            std::string::npos);
+  EXPECT_NE(page.find("@media (max-width:600px)"), std::string::npos);
+  EXPECT_EQ(page.find("<script"), std::string::npos);
+  EXPECT_EQ(page.find("<link"), std::string::npos);
+  EXPECT_EQ(page.find("src="), std::string::npos);
+  EXPECT_EQ(page.find("http://"), std::string::npos);
+  EXPECT_EQ(page.find("https://"), std::string::npos);
+}
+
+TEST(StatusPage, ReloadFailureIsShown) {
+  Snapshot s = snapshot();
+  s.daemon.config_last_reload_successful = false;
+  s.daemon.config_last_reload_error = "mailprobed.toml:4:7: unknown key \"<x>\"";
+  const std::string page = renderStatusPage(s, kNow);
+  EXPECT_NE(page.find("The last configuration reload was refused"), std::string::npos);
+  EXPECT_NE(page.find("mailprobed.toml:4:7: unknown key &quot;&lt;x&gt;&quot;"), std::string::npos);
+}
+
+TEST(StatusPage, AgoText) {
+  EXPECT_EQ(agoText(0, kNow), "never");
+  EXPECT_EQ(agoText(kNow, kNow), "just now");
+  EXPECT_EQ(agoText(kNow - 42, kNow), "42 s ago");
+  EXPECT_EQ(agoText(kNow - 14 * 60 - 5, kNow), "14 min ago");
+  EXPECT_EQ(agoText(kNow - 3 * 3600 - 5 * 60, kNow), "3 h 5 min ago");
+  EXPECT_EQ(agoText(kNow - 2 * 86400 - 4 * 3600, kNow), "2 d 4 h ago");
+  EXPECT_EQ(utcTime(kNow), "2027-01-15 08:00:00 UTC");
+}
+
+TEST(StatusJson, ReportShapePlusDaemonAndTimestamps) {
+  const nlohmann::json j = statusJson(snapshot(), kNow);
+  ASSERT_TRUE(j.contains("endpoints"));
+  ASSERT_EQ(j["endpoints"].size(), 3u);  // one entry per probed address
+  EXPECT_TRUE(j["relay"].is_array());
+  EXPECT_TRUE(j["profiles"].is_array());
+  const auto& first = j["endpoints"][0];
+  EXPECT_EQ(first["port"], 993);
+  EXPECT_EQ(first["tls"]["days_left"], 10);
+  EXPECT_EQ(first["last_success_timestamp"], kNow - 30);
+  const auto& down = j["endpoints"][1];
+  EXPECT_EQ(down["reason"], "auth_failed");
+  EXPECT_EQ(down["last_success"], "2027-01-15T07:46:00Z");
+  EXPECT_EQ(down["detail"], "535 <script>alert(1)</script> & \"bad\"");  // JSON, not HTML
+
+  ASSERT_EQ(j["endpoint_states"].size(), 3u);
+  EXPECT_EQ(j["endpoint_states"][2]["state"], "pending");
+  EXPECT_TRUE(j["endpoint_states"][2]["last_run"].is_null());
+  EXPECT_EQ(j["endpoint_states"][1]["state"], "down");
+  EXPECT_EQ(j["endpoint_states"][1]["addresses"], 2);
+  EXPECT_EQ(j["summary"]["down"], 1);
+  EXPECT_EQ(j["summary"]["pending"], 1);
+  EXPECT_EQ(j["daemon"]["version"], "1.2.3");
+  EXPECT_EQ(j["daemon"]["config"]["last_reload_successful"], true);
+  EXPECT_EQ(j["daemon"]["probes_in_flight"], 0);
+}
+
+}  // namespace
+}  // namespace mailprobe
