@@ -6,6 +6,7 @@
 #include <ostream>
 
 #include "daemon/config.h"
+#include "daemon/daemon.h"
 #include "daemon/log.h"
 #include "daemon/one_shot.h"
 #include "daemon/report.h"
@@ -23,6 +24,7 @@ const char* kUsage = R"(usage:
                    [--mechanism M ...] [--auth required|optional|none] [--examine-inbox]
                    [--strict-certificates] [--timeout 30s] [--format text|json] [--perfdata]
   mailprobed validate --config FILE
+  mailprobed run --config FILE
   mailprobed --version
 
 check probes once and prints what works and what fails, and why. Without --port, the platform's
@@ -258,6 +260,13 @@ int runCli(const std::vector<std::string>& argv, std::ostream& out, std::ostream
   }
   if (a.command == "validate") {
     return commandValidate(a, out, err);
+  }
+  if (a.command == "run") {
+    if (a.get("--config").empty()) {
+      err << "run needs --config FILE\n";
+      return kUnknown;
+    }
+    return runDaemon({.config_path = a.get("--config")});
   }
   err << "mailprobed: unknown command " << a.command << "\n" << kUsage;
   return kUnknown;

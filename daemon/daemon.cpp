@@ -1,0 +1,343 @@
+#include "daemon/daemon.h"
+
+#include <uv.h>
+
+#include <csignal>
+#include <ctime>
+#include <map>
+#include <mutex>
+
+#include "daemon/http_server.h"
+#include "daemon/log.h"
+#include "daemon/scheduler.h"
+#include "daemon/snapshot.h"
+#include "daemon/systemd_notify.h"
+
+namespace mailprobe {
+namespace {
+
+constexpr uint64_t kTickMs = 1000;
+
+int64_t unixNow() {
+  return static_cast<int64_t>(::time(nullptr));
+}
+
+std::string endpointKey(const EndpointSpec& s) {
+  return s.host + "|" + std::string(toString(s.service)) + "|" + std::to_string(s.port) + "|" +
+         std::string(toString(s.security));
+}
+
+std::string endpointName(const EndpointState& e) {
+  return std::string(toString(e.service)) + " " + std::to_string(e.port) + " (" +
+         std::string(toString(e.security)) + ") on " + e.host;
+}
+
+log::Level parseLevel(const std::string& s) {
+  static const std::map<std::string, log::Level> levels{{"error", log::Level::Error},
+                                                        {"warning", log::Level::Warning},
+                                                        {"notice", log::Level::Notice},
+                                                        {"info", log::Level::Info},
+                                                        {"debug", log::Level::Debug}};
+  auto it = levels.find(s);
+  return it == levels.end() ? log::Level::Info : it->second;
+}
+
+class Daemon {
+ public:
+  explicit Daemon(DaemonOptions options)
+      : options_(std::move(options)), notifier_(options_.getenv) {
+    uv_loop_init(&loop_);
+  }
+
+  ~Daemon() {
+    http_.reset();  // joins its threads before the state they read goes away
+    uv_loop_close(&loop_);
+  }
+
+  int run() {
+    LoadResult loaded = loadConfig(options_.config_path, options_.getenv);
+    if (!loaded.ok()) {
+      for (const auto& e : loaded.errors) {
+        log::error("config: " + e.format());
+      }
+      log::error("not starting: " + std::to_string(loaded.errors.size()) + " error(s) in " +
+                 options_.config_path);
+      return 3;
+    }
+    config_ = std::move(*loaded.config);
+    log::setMaxLevel(parseLevel(config_.daemon.log_level));
+    for (const auto& w : config_.warnings) {
+      log::warning("config: " + w);
+    }
+    stats_.version = MAILPROBED_VERSION;
+    stats_.start_timestamp = unixNow();
+    stats_.config_path = options_.config_path;
+    stats_.config_last_reload_success_timestamp = stats_.start_timestamp;
+
+    scheduler_ = std::make_unique<Scheduler>(
+        &loop_, Scheduler::Options{},
+        [this](const std::string& key, std::vector<ProbeResult> results) {
+          onResult(key, std::move(results));
+        },
+        [this](const std::string& key, double) { onStart(key); });
+    applyConfig();
+    publish();
+
+    std::string error;
+    http_ = HttpServer::start(
+        config_.daemon.listen, [this] { return snapshot(); }, &error);
+    if (!http_) {
+      log::error("cannot listen on " + config_.daemon.listen + ": " + error);
+      shutdownHandles();
+      uv_run(&loop_, UV_RUN_DEFAULT);
+      return 1;
+    }
+
+    startSignals();
+    startTimers();
+    std::string ready = "probing " + std::to_string(states_.size()) + " endpoints, listening on " +
+                        config_.daemon.listen;
+    log::notice("started: " + ready + " (port " + std::to_string(http_->port()) + ")");
+    notifier_.ready(ready);
+
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    log::notice("stopped");
+    return exit_code_;
+  }
+
+ private:
+  // Endpoints from the config, in config order, keeping the state of those that stay.
+  void applyConfig() {
+    std::vector<ScheduledEndpoint> scheduled;
+    std::vector<EndpointState> states;
+    for (const auto& host : config_.hosts) {
+      for (const auto& ep : host.endpoints) {
+        std::string key = endpointKey(ep.spec);
+        scheduled.push_back({key, ep.spec, host.account, ep.interval});
+        EndpointState state;
+        if (auto it = index_.find(key); it != index_.end()) {
+          state = std::move(states_[it->second]);
+        }
+        state.host = ep.spec.host;
+        state.port = ep.spec.port;
+        state.service = ep.spec.service;
+        state.security = ep.spec.security;
+        state.interval_seconds = static_cast<double>(ep.interval.count()) / 1000.0;
+        states.push_back(std::move(state));
+      }
+    }
+    states_ = std::move(states);
+    index_.clear();
+    for (size_t i = 0; i < scheduled.size(); ++i) {
+      index_[scheduled[i].key] = i;
+    }
+    scheduler_->setEndpoints(std::move(scheduled));
+  }
+
+  void onStart(const std::string& key) {
+    if (auto it = index_.find(key); it != index_.end()) {
+      states_[it->second].in_flight = true;
+    }
+  }
+
+  void onResult(const std::string& key, std::vector<ProbeResult> results) {
+    auto it = index_.find(key);
+    if (it == index_.end()) {
+      return;  // removed by a reload while it ran
+    }
+    EndpointState& s = states_[it->second];
+    bool was_known = !s.last.empty();
+    bool was_up = s.everySucceeded();
+    FailureReason was_reason = s.worst() ? s.worst()->reason : FailureReason::None;
+
+    s.in_flight = false;
+    s.last = std::move(results);
+    s.last_run_timestamp = unixNow();
+    ++s.runs_total;
+    double duration = 0;
+    for (const auto& r : s.last) {
+      duration = std::max(duration, r.duration_seconds);
+    }
+    s.duration_sum += duration;
+    for (size_t b = 0; b < kDurationBuckets.size(); ++b) {
+      if (duration <= kDurationBuckets[b]) {
+        ++s.duration_buckets[b];
+      }
+    }
+    bool up = s.everySucceeded();
+    const ProbeResult* worst = s.worst();
+    if (up) {
+      s.last_success_timestamp = s.last_run_timestamp;
+    } else if (worst != nullptr) {
+      ++s.failures_total[worst->reason];
+    }
+
+    // A change of state is one clear line; a steady state says nothing.
+    FailureReason reason = worst ? worst->reason : FailureReason::None;
+    if (!was_known || up != was_up || reason != was_reason) {
+      std::string sentence = worst ? worst->sentence : endpointName(s);
+      if (up) {
+        log::notice(std::string(was_known ? "UP again: " : "UP: ") + sentence);
+      } else {
+        log::warning(
+            "DOWN: " + sentence +
+            (worst && !worst->detail.empty() ? " (" + worst->detail + ")" : std::string()));
+      }
+    }
+  }
+
+  void publish() {
+    auto snap = std::make_shared<Snapshot>();
+    snap->taken_at = unixNow();
+    snap->daemon = stats_;
+    snap->daemon.probes_in_flight = static_cast<int>(scheduler_->inFlight());
+    snap->daemon.max_probes_in_flight = static_cast<int>(scheduler_->maxInFlightSeen());
+    snap->endpoints = states_;
+    std::lock_guard<std::mutex> lock(snapshot_mutex_);
+    snapshot_ = std::move(snap);
+  }
+
+  SnapshotPtr snapshot() const {
+    std::lock_guard<std::mutex> lock(snapshot_mutex_);
+    return snapshot_;
+  }
+
+  void reload() {
+    notifier_.reloading("reloading " + options_.config_path);
+    ++stats_.config_reloads_total;
+    LoadResult loaded = loadConfig(options_.config_path, options_.getenv);
+    if (!loaded.ok()) {
+      ++stats_.config_reload_failures_total;
+      stats_.config_last_reload_successful = false;
+      stats_.config_last_reload_error = loaded.errors.front().format();
+      std::string more = loaded.errors.size() > 1
+                             ? " (and " + std::to_string(loaded.errors.size() - 1) + " more)"
+                             : "";
+      log::error("reload refused, the running config stays: " + stats_.config_last_reload_error +
+                 more);
+    } else {
+      if (loaded.config->daemon.listen != config_.daemon.listen) {
+        log::warning("the listen address changed to " + loaded.config->daemon.listen +
+                     ": it takes effect at the next restart");
+      }
+      std::string listen = config_.daemon.listen;
+      config_ = std::move(*loaded.config);
+      config_.daemon.listen = listen;
+      log::setMaxLevel(parseLevel(config_.daemon.log_level));
+      for (const auto& w : config_.warnings) {
+        log::warning("config: " + w);
+      }
+      applyConfig();
+      stats_.config_last_reload_successful = true;
+      stats_.config_last_reload_success_timestamp = unixNow();
+      stats_.config_last_reload_error.clear();
+      log::notice("config reloaded: " + std::to_string(states_.size()) + " endpoints");
+    }
+    publish();
+    notifier_.ready(stats_.config_last_reload_successful ? "probing" : "reload refused");
+  }
+
+  void stop() {
+    if (stopping_) {
+      return;
+    }
+    stopping_ = true;
+    log::notice("stopping");
+    notifier_.stopping("stopping");
+    // The bound: whatever is still open by then, the process leaves.
+    uv_timer_init(&loop_, &stop_timer_);
+    stop_timer_.data = this;
+    uv_timer_start(
+        &stop_timer_,
+        [](uv_timer_t* t) {
+          log::warning("stop took too long: leaving now");
+          static_cast<Daemon*>(t->data)->exit_code_ = 1;
+          uv_stop(t->loop);
+        },
+        static_cast<uint64_t>(options_.stop_bound.count()), 0);
+    uv_unref(reinterpret_cast<uv_handle_t*>(&stop_timer_));
+    shutdownHandles();
+  }
+
+  void shutdownHandles() {
+    if (scheduler_) {
+      scheduler_->stop(nullptr);
+    }
+    for (uv_handle_t* h :
+         {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
+          reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&tick_),
+          reinterpret_cast<uv_handle_t*>(&watchdog_)}) {
+      if (h->loop != nullptr && !uv_is_closing(h)) {
+        uv_close(h, nullptr);
+      }
+    }
+    if (stopping_) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&stop_timer_), nullptr);
+    }
+  }
+
+  void startSignals() {
+    auto arm = [this](uv_signal_t* s, int signum, uv_signal_cb cb) {
+      uv_signal_init(&loop_, s);
+      s->data = this;
+      uv_signal_start(s, cb, signum);
+    };
+    arm(&sighup_, SIGHUP, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->reload(); });
+    arm(&sigterm_, SIGTERM, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->stop(); });
+    arm(&sigint_, SIGINT, [](uv_signal_t* s, int) { static_cast<Daemon*>(s->data)->stop(); });
+  }
+
+  void startTimers() {
+    // The tick measures the loop's lag and publishes the snapshot, so its age shows the loop
+    // is alive (/healthz) even when nothing changed.
+    uv_timer_init(&loop_, &tick_);
+    tick_.data = this;
+    last_tick_ns_ = uv_hrtime();
+    uv_timer_start(
+        &tick_,
+        [](uv_timer_t* t) {
+          auto* self = static_cast<Daemon*>(t->data);
+          uint64_t now = uv_hrtime();
+          double late = static_cast<double>(now - self->last_tick_ns_) / 1e9 - kTickMs / 1000.0;
+          self->stats_.loop_lag_seconds = std::max(0.0, late);
+          self->last_tick_ns_ = now;
+          self->publish();
+        },
+        kTickMs, kTickMs);
+    if (auto interval = notifier_.watchdogInterval()) {
+      // WATCHDOG=1 from the loop itself: a wedged loop stops the pings and systemd restarts us.
+      uv_timer_init(&loop_, &watchdog_);
+      watchdog_.data = this;
+      uv_timer_start(
+          &watchdog_, [](uv_timer_t* t) { static_cast<Daemon*>(t->data)->notifier_.watchdog(); },
+          static_cast<uint64_t>(interval->count()), static_cast<uint64_t>(interval->count()));
+      notifier_.watchdog();
+    }
+  }
+
+  DaemonOptions options_;
+  SystemdNotifier notifier_;
+  uv_loop_t loop_;
+  Config config_;
+  DaemonStats stats_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<HttpServer> http_;
+  std::vector<EndpointState> states_;
+  std::map<std::string, size_t> index_;
+  mutable std::mutex snapshot_mutex_;
+  SnapshotPtr snapshot_;
+  uv_signal_t sighup_{}, sigterm_{}, sigint_{};
+  uv_timer_t tick_{}, watchdog_{}, stop_timer_{};
+  uint64_t last_tick_ns_ = 0;
+  bool stopping_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace
+
+int runDaemon(const DaemonOptions& options) {
+  Daemon daemon(options);
+  return daemon.run();
+}
+
+}  // namespace mailprobe

@@ -1,0 +1,210 @@
+// `mailprobed run` as systemd runs it: the real binary, a real sd_notify socket, real Dovecot and
+// Postfix on loopback, scraped over HTTP. Reload, outage and stop are driven from outside.
+
+#include <signal.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <thread>
+
+#include "tests/fakes/mail_env.h"
+#include "tests/fakes/notify_listener.h"
+#include "tests/fakes/subprocess.h"
+
+namespace mailprobe {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::freeLoopbackPort;
+using testing::httpGet;
+using testing::MailEnv;
+using testing::Subprocess;
+
+class DaemonTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::string why;
+    if (!MailEnv::available(&why)) {
+      skip_reason_ = why;
+      return;
+    }
+    env_ = MailEnv::start(&start_error_).release();
+  }
+  static void TearDownTestSuite() {
+    delete env_;
+    env_ = nullptr;
+  }
+  void SetUp() override {
+    if (!skip_reason_.empty()) {
+      GTEST_SKIP() << "needs Dovecot and Postfix: " << skip_reason_;
+    }
+    ASSERT_NE(env_, nullptr) << "the loopback mail servers did not start: " << start_error_;
+    port_ = freeLoopbackPort();
+    config_path_ = env_->dir() + "/daemon-" + std::to_string(port_) + ".toml";
+    writeConfig(goodConfig());
+  }
+
+  std::string goodConfig() const {
+    return "[daemon]\nlisten = \"127.0.0.1:" + std::to_string(port_) +
+           "\"\nlog_level = \"debug\"\n\n"
+           "[defaults]\ninterval = \"2s\"\ntimeout = \"10s\"\nphase_timeout = \"3s\"\n"
+           "ca_file = \"" +
+           env_->caFile() +
+           "\"\nsource_address = \"127.0.0.2\"\n\n"
+           "[account]\nuser = \"" +
+           env_->user() + "\"\npassword_file = \"" + env_->dir() +
+           "/password\"\n\n"
+           "[[host]]\nname = \"localhost\"\naddresses = [\"127.0.0.1\"]\n"
+           "  [[host.endpoint]]\n  service = \"imap\"\n  port = " +
+           std::to_string(env_->imapsPort()) + "\n  security = \"tls\"\n" +
+           "  [[host.endpoint]]\n  service = \"smtp\"\n  port = " +
+           std::to_string(env_->submissionPort()) + "\n  security = \"starttls\"\n";
+  }
+
+  void writeConfig(const std::string& text) const { std::ofstream(config_path_) << text; }
+
+  std::unique_ptr<Subprocess> startDaemon(const std::string& notify_socket) {
+    auto p = std::make_unique<Subprocess>(
+        std::vector<std::string>{MAILPROBED_BIN, "run", "--config", config_path_},
+        std::vector<std::string>{"NOTIFY_SOCKET=" + notify_socket, "WATCHDOG_USEC=1000000"},
+        env_->dir() + "/daemon-" + std::to_string(port_) + ".log");
+    return p;
+  }
+
+  // Polls /status.json until `pred` holds or the timeout passes.
+  template <typename Pred>
+  bool waitForStatus(Pred pred, std::chrono::milliseconds timeout, nlohmann::json* last) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto reply = httpGet(port_, "/status.json");
+      if (reply.status == 200) {
+        *last = nlohmann::json::parse(reply.body, nullptr, false);
+        if (!last->is_discarded() && pred(*last)) {
+          return true;
+        }
+      }
+      std::this_thread::sleep_for(200ms);
+    }
+    return false;
+  }
+
+  static bool allEndpoints(const nlohmann::json& j, bool success) {
+    if (!j.contains("endpoints") || j["endpoints"].size() != 2) {
+      return false;
+    }
+    for (const auto& e : j["endpoints"]) {
+      if (e.value("success", !success) != success) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  static MailEnv* env_;
+  static std::string skip_reason_;
+  static std::string start_error_;
+  uint16_t port_ = 0;
+  std::string config_path_;
+};
+
+MailEnv* DaemonTest::env_ = nullptr;
+std::string DaemonTest::skip_reason_;
+std::string DaemonTest::start_error_;
+
+TEST_F(DaemonTest, NotifiesSystemdServesMetricsReloadsAndStops) {
+  testing::NotifyListener notify;
+  auto daemon = startDaemon(notify.notifySocket());
+  ASSERT_TRUE(daemon->started());
+  ASSERT_TRUE(notify.waitFor("READY=1", 10s)) << daemon->output();
+  EXPECT_TRUE(notify.waitFor("WATCHDOG=1", 3s));
+
+  nlohmann::json status;
+  ASSERT_TRUE(waitForStatus([](const auto& j) { return allEndpoints(j, true); }, 15s, &status))
+      << status.dump(2) << daemon->output();
+
+  auto metrics = httpGet(port_, "/metrics");
+  ASSERT_EQ(metrics.status, 200);
+  EXPECT_NE(metrics.body.find("mailprobe_endpoint_up{"), std::string::npos);
+  EXPECT_NE(metrics.body.find("mailprobe_tls_cert_not_after_timestamp_seconds{"),
+            std::string::npos);
+  EXPECT_NE(metrics.body.find("mailprobe_config_last_reload_successful 1"), std::string::npos);
+  EXPECT_EQ(metrics.body.find(env_->password()), std::string::npos);
+  auto page = httpGet(port_, "/");
+  EXPECT_EQ(page.status, 200);
+  EXPECT_NE(page.body.find("localhost"), std::string::npos);
+  EXPECT_EQ(page.body.find(env_->password()), std::string::npos);
+  EXPECT_EQ(httpGet(port_, "/healthz").status, 200);
+
+  // A broken config on reload: refused, the old one keeps probing, the metric says so.
+  writeConfig(goodConfig() + "\n[defaults]\nintervall = \"5s\"\n");
+  ASSERT_TRUE(daemon->signal(SIGHUP));
+  EXPECT_TRUE(notify.waitFor("RELOADING=1", 5s));
+  std::this_thread::sleep_for(1500ms);
+  metrics = httpGet(port_, "/metrics");
+  EXPECT_NE(metrics.body.find("mailprobe_config_last_reload_successful 0"), std::string::npos)
+      << metrics.body.substr(0, 2000);
+  ASSERT_TRUE(waitForStatus([](const auto& j) { return allEndpoints(j, true); }, 10s, &status));
+  EXPECT_TRUE(daemon->running());
+  EXPECT_NE(daemon->output().find("reload refused"), std::string::npos);
+
+  // A good config again: accepted.
+  writeConfig(goodConfig());
+  ASSERT_TRUE(daemon->signal(SIGHUP));
+  std::this_thread::sleep_for(1500ms);
+  metrics = httpGet(port_, "/metrics");
+  EXPECT_NE(metrics.body.find("mailprobe_config_last_reload_successful 1"), std::string::npos);
+
+  ASSERT_TRUE(daemon->signal(SIGTERM));
+  EXPECT_TRUE(notify.waitFor("STOPPING=1", 5s));
+  auto code = daemon->wait(6s);
+  ASSERT_TRUE(code.has_value()) << "did not stop within the bound";
+  EXPECT_EQ(*code, 0) << daemon->output();
+}
+
+TEST_F(DaemonTest, AnOutageTurnsRedWithinAnIntervalPlusTheDeadlineAndGreenAgain) {
+  testing::NotifyListener notify;
+  auto daemon = startDaemon(notify.notifySocket());
+  ASSERT_TRUE(notify.waitFor("READY=1", 10s)) << daemon->output();
+  nlohmann::json status;
+  ASSERT_TRUE(waitForStatus([](const auto& j) { return allEndpoints(j, true); }, 15s, &status))
+      << status.dump(2);
+
+  ASSERT_TRUE(env_->stopService("dovecot"));
+  auto imap_down = [](const nlohmann::json& j) {
+    for (const auto& e : j["endpoints"]) {
+      if (e["service"] == "imap") {
+        return e["success"] == false && e["reason"] == "connect_refused";
+      }
+    }
+    return false;
+  };
+  // One interval (2 s, plus jitter) and the deadline (10 s) at most.
+  bool red = waitForStatus(imap_down, 14s, &status);
+  ASSERT_TRUE(env_->startService("dovecot"));
+  ASSERT_TRUE(red) << status.dump(2);
+  auto metrics = httpGet(port_, "/metrics");
+  EXPECT_NE(metrics.body.find("reason=\"connect_refused\""), std::string::npos);
+
+  EXPECT_TRUE(waitForStatus([](const auto& j) { return allEndpoints(j, true); }, 14s, &status))
+      << status.dump(2);
+  EXPECT_NE(daemon->output().find("DOWN: imap"), std::string::npos);
+  EXPECT_NE(daemon->output().find("UP again: imap"), std::string::npos);
+  daemon->signal(SIGTERM);
+  EXPECT_EQ(daemon->wait(6s).value_or(-1), 0);
+}
+
+TEST_F(DaemonTest, ABadConfigAtStartIsFatalBeforeReady) {
+  writeConfig("[daemon]\nlisten = \"127.0.0.1:" + std::to_string(port_) + "\"\n[[host]]\n");
+  testing::NotifyListener notify;
+  auto daemon = startDaemon(notify.notifySocket());
+  auto code = daemon->wait(5s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 3);
+  EXPECT_FALSE(notify.waitFor("READY=1", 200ms));
+  EXPECT_NE(daemon->output().find(config_path_ + ":"), std::string::npos) << daemon->output();
+}
+
+}  // namespace
+}  // namespace mailprobe
