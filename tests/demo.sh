@@ -1,21 +1,27 @@
 #!/usr/bin/env bash
-# demo.sh [BUILD_DIR]: a real Dovecot and Postfix on loopback (tests/integration/mailenv.sh) with
-# a mailprobed config for them, kept running until Ctrl-C. Run as root. MAILPROBE_KEEP_MAILENV=1
-# keeps the directory after the servers are stopped.
+# The demo: a real Dovecot and Postfix on loopback (tests/integration/mailenv.sh) with a
+# generated CA and certificates, one terminal diagnosis with `mailprobed check`, then the daemon
+# (`mailprobed run`) probing them until Ctrl-C, with its status page and metrics.
+#   sudo tests/demo.sh [BUILD_DIR]
+# As root it installs the Debian packages it needs and builds mailprobed first.
+# MAILPROBE_KEEP_MAILENV=1 keeps the directory after the servers are stopped.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD_DIR=$(realpath -m -- "${1:-$ROOT/build}")
 MAILENV=$ROOT/tests/integration/mailenv.sh
-MAILPROBED=$BUILD_DIR/daemon/mailprobed # started here once the config format has landed
+MAILPROBED=$BUILD_DIR/daemon/mailprobed
+
+if [[ $(id -u) == 0 ]]; then
+  "$ROOT/tests/deps.sh"
+fi
+cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)" --target mailprobed
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/mailprobed-demo.XXXXXX")
-SLEEPER=""
-
 cleanup() {
   trap - EXIT INT TERM
-  if [[ -n $SLEEPER ]]; then kill "$SLEEPER" 2>/dev/null || true; fi
-  "$MAILENV" stop "$DIR" || true
+  "$MAILENV" stop "$DIR" >/dev/null 2>&1 || true
   if [[ -n ${MAILPROBE_KEEP_MAILENV:-} ]]; then
     echo "demo: kept $DIR"
   else
@@ -26,36 +32,89 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# The mailprobed config for the demo. Placeholder: the config format is being written elsewhere;
-# fill this in from etc/ once it exists. Everything it needs is in DIR/env (sourced by the caller).
-write_demo_config() {
-  cat >"$DIR/mailprobed.toml" <<EOF
-# mailprobed demo config: TODO, written once the config format has landed.
-# Servers: localhost ($VALID_IP; certificate variants on $EXPIRED_IP expired, $WRONG_HOST_IP wrong
-# host, $SELF_SIGNED_IP self-signed, $MISSING_INTERMEDIATE_IP missing intermediate,
-# $NOT_YET_VALID_IP not yet valid), CA $CA_FILE
-# IMAP STARTTLS $IMAP_STARTTLS_PORT, IMAPS $IMAPS_PORT, SMTP $SMTP_PORT, SMTPS $SMTPS_PORT,
-# submission $SUBMISSION_PORT; account $USER, password file $PASSWORD_FILE
-# Probe source address: $UNTRUSTED_SOURCE_IP (outside mynetworks), $TRUSTED_SOURCE_IP (inside).
-EOF
+free_port() {
+  local port
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    ss -ltnH "sport = :$port" | grep -q . || { echo "$port"; return; }
+  done
 }
 
+# The config the daemon runs with: the platform's five endpoints on the loopback servers, and
+# one more address whose certificate has expired, to show what a failure looks like.
+write_demo_config() {
+  cat >"$DIR/mailprobed.toml" <<CONF
+[daemon]
+listen = "127.0.0.1:$LISTEN_PORT"
+
+[defaults]
+interval = "15s"
+ca_file = "$CA_FILE"
+# Dovecot shows LOGINDISABLED only to clients from another address than its own.
+source_address = "$UNTRUSTED_SOURCE_IP"
+
+[account]
+user = "$USER"
+password_file = "$PASSWORD_FILE"
+
+[[host]]
+name = "localhost"
+addresses = ["$VALID_IP"]
+  [[host.endpoint]]
+  service = "imap"
+  port = $IMAP_STARTTLS_PORT
+  security = "starttls"
+  [[host.endpoint]]
+  service = "imap"
+  port = $IMAPS_PORT
+  security = "tls"
+  [[host.endpoint]]
+  service = "smtp"
+  port = $SMTP_PORT
+  security = "starttls"
+  starttls_required = false
+  auth = "optional"
+  [[host.endpoint]]
+  service = "smtp"
+  port = $SMTPS_PORT
+  security = "tls"
+  [[host.endpoint]]
+  service = "smtp"
+  port = $SUBMISSION_PORT
+  security = "starttls"
+
+[[host]]
+name = "localhost"
+addresses = ["$EXPIRED_IP"]
+  [[host.endpoint]]
+  service = "imap"
+  port = $IMAPS_PORT
+  security = "tls"
+CONF
+}
+
+echo "== starting Dovecot and Postfix on loopback in $DIR"
 "$MAILENV" start "$DIR" >/dev/null
 # shellcheck source=/dev/null
 source "$DIR/env"
+LISTEN_PORT=$(free_port)
 write_demo_config
+"$MAILPROBED" validate --config "$DIR/mailprobed.toml"
 
-echo "== mail environment in $DIR"
-cat "$DIR/env"
 echo
-echo "== config: $DIR/mailprobed.toml (daemon: $MAILPROBED)"
-echo "== try:"
-echo "   curl --cacert $CA_FILE --resolve localhost:$IMAPS_PORT:127.0.0.1 \\"
-echo "        imaps://localhost:$IMAPS_PORT/ --user $USER:\"\$(cat $PASSWORD_FILE)\" -X CAPABILITY"
-echo "   swaks --server 127.0.0.1 --port $SMTP_PORT --local-interface $UNTRUSTED_SOURCE_IP \\"
-echo "         --to x@example.com --quit-after RCPT     # Relay access denied"
-echo "   $MAILENV stop-service $DIR dovecot             # an outage"
-echo "== Ctrl-C stops the servers."
-sleep infinity &
-SLEEPER=$!
-wait "$SLEEPER"
+echo "== mailprobed check: one diagnosis, as at a terminal"
+"$MAILPROBED" check --config "$DIR/mailprobed.toml" || echo "(exit code $?: 0 ok, 1 warning, 2 critical, 3 unknown)"
+
+echo
+echo "== mailprobed run: the daemon. Open, while it runs:"
+echo "   status page   http://127.0.0.1:$LISTEN_PORT/"
+echo "   metrics       http://127.0.0.1:$LISTEN_PORT/metrics"
+echo "   JSON status   http://127.0.0.1:$LISTEN_PORT/status.json"
+echo "   an outage:    $MAILENV stop-service $DIR dovecot   (and start-service to end it)"
+echo "   a reload:     kill -HUP \$(pgrep -f 'mailprobed run --config $DIR')"
+echo "== Ctrl-C stops the daemon and the mail servers."
+"$MAILPROBED" run --config "$DIR/mailprobed.toml" &
+DAEMON=$!
+trap 'kill -TERM $DAEMON 2>/dev/null; wait $DAEMON; exit 130' INT
+trap 'kill -TERM $DAEMON 2>/dev/null; wait $DAEMON; exit 143' TERM
+wait "$DAEMON"

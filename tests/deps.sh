@@ -11,15 +11,22 @@ packages=(
   # the loopback mail servers of the integration tests and the demo
   dovecot-core dovecot-imapd postfix openssl
   # real clients and tools the tests compare against
-  swaks curl iproute2 prometheus
+  swaks curl iproute2 prometheus systemd
 )
 
 if [ "$(id -u)" != 0 ]; then
   echo "tests/deps.sh: run as root (sudo) to install: ${packages[*]}" >&2
   exit 1
 fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
 export DEBIAN_FRONTEND=noninteractive
 # Postfix unconfigured: the tests run private instances; the system one must not start on :25.
 echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get update -q
-apt-get install -y -q --no-install-recommends "${packages[@]}"
+apt-get install -y -q --no-install-recommends "${missing[@]}"
