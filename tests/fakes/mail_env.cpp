@@ -281,6 +281,13 @@ bool MailEnv::postconf(const std::vector<std::string>& settings) {
   return run(args, &output);
 }
 
+bool MailEnv::doveconf(const std::vector<std::string>& settings) {
+  std::vector<std::string> args{scriptPath(), "doveconf", dir_};
+  args.insert(args.end(), settings.begin(), settings.end());
+  std::string output;
+  return run(args, &output);
+}
+
 std::string MailEnv::queue() const {
   std::string output;
   run({scriptPath(), "queue", dir_}, &output);

@@ -3,7 +3,8 @@
 // started by tests/integration/mailenv.sh in a fresh temporary directory. See the header of that
 // script for the ports, the certificate variant behind each local address (127.0.0.1 valid,
 // .4 expired, .5 wrong host, .6 self-signed, .7 missing intermediate, .8 not yet valid), the
-// trusted (127.0.0.2) and untrusted (127.0.0.3) client source addresses and the users.
+// trusted (127.0.0.2) and untrusted (127.0.0.3) client source addresses, the source address
+// exempt from Dovecot's auth penalty (127.0.0.9) and the users.
 //
 // Start it once per test suite (start-up takes a few seconds): derive the fixture from
 // MailEnvSuite below, or call MailEnv::start in SetUpTestSuite.
@@ -47,6 +48,10 @@ class MailEnv {
   // `mailenv.sh postconf DIR setting...`: edits the private main.cf ("key = value") and reloads
   // Postfix; returns once the new settings are in force.
   bool postconf(const std::vector<std::string>& settings);
+  // `mailenv.sh doveconf DIR setting...`: top-level Dovecot settings ("auth_mechanisms = plain",
+  // "ssl_min_protocol = TLSv1.3", "auth_failure_delay = 0"), then a reload; returns once new
+  // connections get them. A setting Dovecot rejects changes nothing and returns false.
+  bool doveconf(const std::vector<std::string>& settings);
   // `mailenv.sh queue DIR`: the private Postfix queue as postqueue -p prints it.
   std::string queue() const;
   // `mailenv.sh stop-service|start-service DIR dovecot|postfix`, for outages.

@@ -41,6 +41,10 @@
 # Client source addresses: 127.0.0.2 is in Postfix's mynetworks (trusted); 127.0.0.3 is not.
 # Dovecot only shows LOGINDISABLED to a client whose source address differs from the address it
 # connected to, so bind the client to 127.0.0.2 or 127.0.0.3 to see it.
+# Dovecot's auth penalty: after a failed login, logins from the same client address wait 2 s more
+# (doubling to 15 s with new wrong passwords; with auth_failure_delay = 2s a failed attempt then
+# takes ~6 s). 127.0.0.9 is in login_trusted_networks: no penalty, but Dovecot treats it as
+# secured (no LOGINDISABLED, plaintext login before TLS), like a webmail front end.
 set -euo pipefail
 
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:${PATH:-}
@@ -51,7 +55,7 @@ declare -rA VARIANT_IP=(
   [valid]=127.0.0.1 [expired]=127.0.0.4 [wrong-host]=127.0.0.5 [self-signed]=127.0.0.6
   [missing-intermediate]=127.0.0.7 [not-yet-valid]=127.0.0.8
 )
-readonly TRUSTED_SOURCE_IP=127.0.0.2 UNTRUSTED_SOURCE_IP=127.0.0.3
+readonly TRUSTED_SOURCE_IP=127.0.0.2 UNTRUSTED_SOURCE_IP=127.0.0.3 NO_PENALTY_SOURCE_IP=127.0.0.9
 readonly USER_NAME=probe@example.org OTHER_USER_NAME=other@example.org
 readonly LOCAL_DOMAIN=example.org
 readonly READY_TIMEOUT_S=20
@@ -295,6 +299,10 @@ ssl_key = <$CERTS/valid.key
 $dh
 disable_plaintext_auth = yes
 auth_mechanisms = plain login cram-md5
+# After a failed login Dovecot delays further logins from the same client address (2 s, doubling
+# up to 15 s; see the header). Clients from login_trusted_networks are exempt, but also count as
+# secured (no LOGINDISABLED): a vantage for tests of wrong passwords, not for LOGINDISABLED.
+login_trusted_networks = $NO_PENALTY_SOURCE_IP/32
 
 passdb {
   driver = passwd-file
@@ -648,6 +656,7 @@ write_env() {
     done
     printf 'IPV6_IP=%q\n' "$([[ $IPV6 == yes ]] && echo ::1)"
     printf 'TRUSTED_SOURCE_IP=%q\nUNTRUSTED_SOURCE_IP=%q\n' "$TRUSTED_SOURCE_IP" "$UNTRUSTED_SOURCE_IP"
+    printf 'NO_PENALTY_SOURCE_IP=%q\n' "$NO_PENALTY_SOURCE_IP"
     printf 'DOVECOT_LOG=%q\nMAILLOG=%q\n' "$DOVECOT_LOG" "$MAILLOG"
     printf 'AUTH_SOCKET=%q\nPOSTFIX_CONFIG_DIR=%q\nMAIL_DIR=%q\n' "$AUTH_SOCKET" "$POSTFIX_CONF" \
       "$MAIL_DIR"

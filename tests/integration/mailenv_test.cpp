@@ -410,9 +410,10 @@ TEST_F(MailEnvTest, ImapsLoginWorksWithCurlAndAWrongPasswordFails) {
   EXPECT_EQ(status, 0) << output;
   EXPECT_TRUE(contains(output, "* CAPABILITY IMAP4rev1")) << output;
 
-  // From a source address of its own: Dovecot's auth penalty is per client address.
+  // From the address exempt from Dovecot's auth penalty, which other tests would otherwise feel.
   const auto [bad_status, bad_output] =
-      shell(base + quoted(env()->user() + ":wrong") + " --interface 127.0.0.9");
+      shell(base + quoted(env()->user() + ":wrong") + " --interface " +
+            env()->value("NO_PENALTY_SOURCE_IP"));
   EXPECT_NE(bad_status, 0) << bad_output;
 }
 
@@ -519,6 +520,26 @@ TEST_F(MailEnvTest, PostconfWidensMynetworksAndBack) {
   ASSERT_TRUE(env()->postconf({"mynetworks = " + env()->value("TRUSTED_SOURCE_IP") + "/32"}))
       << env()->lastError();
   EXPECT_EQ(relay(), 554);
+}
+
+TEST_F(MailEnvTest, DoveconfChangesWhatNewConnectionsSeeAndRejectsBadSettings) {
+  auto capabilities = [&] {
+    Client c;
+    if (c.connect(env()->value("VALID_IP"), env()->imapStarttlsPort(),
+                  env()->value("UNTRUSTED_SOURCE_IP")) != 0) {
+      return std::string();
+    }
+    return c.readLine() + " ";
+  };
+  ASSERT_TRUE(contains(capabilities(), " AUTH=CRAM-MD5")) << capabilities();
+  ASSERT_TRUE(env()->doveconf({"auth_mechanisms = plain login"})) << env()->lastError();
+  EXPECT_FALSE(contains(capabilities(), " AUTH=CRAM-MD5")) << capabilities();
+  ASSERT_TRUE(env()->doveconf({"auth_mechanisms = plain login cram-md5"})) << env()->lastError();
+  EXPECT_TRUE(contains(capabilities(), " AUTH=CRAM-MD5")) << capabilities();
+
+  EXPECT_FALSE(env()->doveconf({"no_such_setting = 1"}));
+  EXPECT_TRUE(contains(env()->lastError(), "no_such_setting")) << env()->lastError();
+  EXPECT_TRUE(contains(capabilities(), "* OK")) << "Dovecot still serves after a rejected setting";
 }
 
 TEST_F(MailEnvTest, LocalDomainIsDeliveredIntoTheImapMailbox) {
