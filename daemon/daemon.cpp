@@ -22,9 +22,21 @@ int64_t unixNow() {
   return static_cast<int64_t>(::time(nullptr));
 }
 
+// What the endpoint is called in metrics, the status page and logs: the configured name, and
+// the configured addresses when the [[host]] lists them, so that two backends of one name
+// (a pool probed member by member) stay apart.
+std::string endpointTarget(const EndpointSpec& s) {
+  std::string target = s.host;
+  for (size_t i = 0; i < s.addresses.size(); ++i) {
+    target += (i == 0 ? "@" : ",") + s.addresses[i];
+  }
+  return target;
+}
+
+// Identity across reloads: everything that makes two endpoints different probes.
 std::string endpointKey(const EndpointSpec& s) {
-  return s.host + "|" + std::string(toString(s.service)) + "|" + std::to_string(s.port) + "|" +
-         std::string(toString(s.security));
+  return endpointTarget(s) + "|" + std::string(toString(s.service)) + "|" + std::to_string(s.port) +
+         "|" + std::string(toString(s.security)) + "|" + s.source_address;
 }
 
 std::string endpointName(const EndpointState& e) {
@@ -118,7 +130,7 @@ class Daemon {
         if (auto it = index_.find(key); it != index_.end()) {
           state = std::move(states_[it->second]);
         }
-        state.host = ep.spec.host;
+        state.host = endpointTarget(ep.spec);
         state.port = ep.spec.port;
         state.service = ep.spec.service;
         state.security = ep.spec.security;

@@ -110,6 +110,20 @@ class DaemonTest : public ::testing::Test {
 };
 
 MailEnv* DaemonTest::env_ = nullptr;
+
+std::string linesWith(const std::string& text, const std::string& needle) {
+  std::string out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    std::string line = text.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    if (line.find(needle) != std::string::npos) {
+      out += line + "\n";
+    }
+    pos = end == std::string::npos ? text.size() : end + 1;
+  }
+  return out;
+}
 std::string DaemonTest::skip_reason_;
 std::string DaemonTest::start_error_;
 
@@ -191,6 +205,46 @@ TEST_F(DaemonTest, AnOutageTurnsRedWithinAnIntervalPlusTheDeadlineAndGreenAgain)
       << status.dump(2);
   EXPECT_NE(daemon->output().find("DOWN: imap"), std::string::npos);
   EXPECT_NE(daemon->output().find("UP again: imap"), std::string::npos);
+  daemon->signal(SIGTERM);
+  EXPECT_EQ(daemon->wait(6s).value_or(-1), 0);
+}
+
+TEST_F(DaemonTest, TwoBackendsOfOneNameAreTwoEndpointsAndAnExpiredCertificateKeepsItsMetrics) {
+  writeConfig(goodConfig() + "[[host]]\nname = \"localhost\"\naddresses = [\"127.0.0.4\"]\n" +
+              "  [[host.endpoint]]\n  service = \"imap\"\n  port = " +
+              std::to_string(env_->imapsPort()) + "\n  security = \"tls\"\n");
+  testing::NotifyListener notify;
+  auto daemon = startDaemon(notify.notifySocket());
+  ASSERT_TRUE(notify.waitFor("READY=1", 10s)) << daemon->output();
+  nlohmann::json status;
+  auto three_ran = [](const nlohmann::json& j) {
+    return j.contains("endpoints") && j["endpoints"].size() == 3;
+  };
+  ASSERT_TRUE(waitForStatus(three_ran, 15s, &status)) << status.dump(2);
+  int expired = 0;
+  for (const auto& e : status["endpoints"]) {
+    if (e["address"] == "127.0.0.4") {
+      ++expired;
+      EXPECT_EQ(e["reason"], "cert_expired");
+      EXPECT_EQ(e["tls"]["verify"], "cert_expired");
+      EXPECT_EQ(e["tls"]["accept_all_ok"], true);
+    } else {
+      EXPECT_EQ(e["success"], true) << e.dump();
+    }
+  }
+  EXPECT_EQ(expired, 1);
+  auto metrics = httpGet(port_, "/metrics").body;
+  // The certificate facts stay exported exactly when the certificate is invalid.
+  std::string expired_host = "host=\"localhost@127.0.0.4\"";
+  std::string verify =
+      linesWith(linesWith(metrics, "mailprobe_tls_cert_verify_info{"), expired_host);
+  EXPECT_NE(verify.find("reason=\"cert_expired\"} 1"), std::string::npos) << verify;
+  std::string not_after = linesWith(
+      linesWith(metrics, "mailprobe_tls_cert_not_after_timestamp_seconds{"), expired_host);
+  EXPECT_NE(not_after.find("} 1609459200"), std::string::npos) << not_after;  // 2021-01-01
+  std::string up = linesWith(linesWith(metrics, "mailprobe_endpoint_up{"), expired_host);
+  EXPECT_NE(up.find("} 0"), std::string::npos) << up;
+  EXPECT_NE(daemon->output().find("DOWN: imap"), std::string::npos);
   daemon->signal(SIGTERM);
   EXPECT_EQ(daemon->wait(6s).value_or(-1), 0);
 }
