@@ -17,6 +17,7 @@ namespace mailprobe {
 namespace {
 
 constexpr uint64_t kTickMs = 1000;
+constexpr size_t kMaxProbesInFlight = 64;
 
 int64_t unixNow() {
   return static_cast<int64_t>(::time(nullptr));
@@ -87,7 +88,7 @@ class Daemon {
     stats_.config_last_reload_success_timestamp = stats_.start_timestamp;
 
     scheduler_ = std::make_unique<Scheduler>(
-        &loop_, Scheduler::Options{},
+        &loop_, Scheduler::Options{.max_in_flight = kMaxProbesInFlight},
         [this](const std::string& key, std::vector<ProbeResult> results) {
           onResult(key, std::move(results));
         },
@@ -203,7 +204,7 @@ class Daemon {
     snap->taken_at = unixNow();
     snap->daemon = stats_;
     snap->daemon.probes_in_flight = static_cast<int>(scheduler_->inFlight());
-    snap->daemon.max_probes_in_flight = static_cast<int>(scheduler_->maxInFlightSeen());
+    snap->daemon.max_probes_in_flight = static_cast<int>(kMaxProbesInFlight);
     snap->endpoints = states_;
     std::lock_guard<std::mutex> lock(snapshot_mutex_);
     snapshot_ = std::move(snap);
