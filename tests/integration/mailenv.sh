@@ -301,7 +301,7 @@ $dh
 disable_plaintext_auth = yes
 auth_mechanisms = plain login cram-md5
 # After a failed login Dovecot delays further logins from the same client address (see the
-# header). Clients from login_trusted_networks are exempt, but also count as
+# header of mailenv.sh). Clients from login_trusted_networks are exempt, but also count as
 # secured (no LOGINDISABLED): a vantage for tests of wrong passwords, not for LOGINDISABLED.
 login_trusted_networks = $NO_PENALTY_SOURCE_IP/32
 
