@@ -22,31 +22,12 @@ struct CliRun {
   std::string output;
 };
 
-class CliTest : public ::testing::Test {
+class CliTest : public testing::MailEnvSuite {
  protected:
-  static void SetUpTestSuite() {
-    std::string why;
-    if (!MailEnv::available(&why)) {
-      skip_reason_ = why;
-      return;
-    }
-    env_ = MailEnv::start(&start_error_).release();
-  }
-  static void TearDownTestSuite() {
-    delete env_;
-    env_ = nullptr;
-  }
-  void SetUp() override {
-    if (!skip_reason_.empty()) {
-      GTEST_SKIP() << "needs Dovecot and Postfix: " << skip_reason_;
-    }
-    ASSERT_NE(env_, nullptr) << "the loopback mail servers did not start: " << start_error_;
-  }
-
-  static CliRun run(std::vector<std::string> args, std::vector<std::string> env = {}) {
+  static CliRun run(std::vector<std::string> args) {
     args.insert(args.begin(), MAILPROBED_BIN);
     static int n = 0;
-    Subprocess p(args, std::move(env), env_->dir() + "/cli-" + std::to_string(++n) + ".out");
+    Subprocess p(args, {}, env()->dir() + "/cli-" + std::to_string(++n) + ".out");
     CliRun r;
     r.code = p.wait(60s).value_or(-1);
     r.output = p.output();
@@ -62,26 +43,18 @@ class CliTest : public ::testing::Test {
             "--port",
             std::to_string(port),
             "--user",
-            env_->user(),
+            env()->user(),
             "--password-file",
-            env_->dir() + "/password",
+            env()->dir() + "/password",
             "--ca-file",
-            env_->caFile(),
+            env()->caFile(),
             "--source-address",
             "127.0.0.2"};
   }
-
-  static MailEnv* env_;
-  static std::string skip_reason_;
-  static std::string start_error_;
 };
 
-MailEnv* CliTest::env_ = nullptr;
-std::string CliTest::skip_reason_;
-std::string CliTest::start_error_;
-
 TEST_F(CliTest, JsonOfAWorkingEndpointHasTheContractShapeAndExitsZero) {
-  auto args = adHoc(env_->imapsPort());
+  auto args = adHoc(env()->imapsPort());
   args.insert(args.end(), {"--service", "imap", "--security", "tls", "--format", "json"});
   CliRun r = run(args);
   ASSERT_EQ(r.code, 0) << r.output;
@@ -95,7 +68,7 @@ TEST_F(CliTest, JsonOfAWorkingEndpointHasTheContractShapeAndExitsZero) {
   }
   EXPECT_EQ(e["host"], "localhost");
   EXPECT_EQ(e["address"], "127.0.0.1");
-  EXPECT_EQ(e["port"], env_->imapsPort());
+  EXPECT_EQ(e["port"], env()->imapsPort());
   EXPECT_EQ(e["service"], "imap");
   EXPECT_EQ(e["security"], "tls");
   EXPECT_EQ(e["success"], true);
@@ -113,11 +86,11 @@ TEST_F(CliTest, JsonOfAWorkingEndpointHasTheContractShapeAndExitsZero) {
   EXPECT_TRUE(e["timings"].contains("tls_handshake"));
   EXPECT_TRUE(j["relay"].is_array());
   EXPECT_TRUE(j["profiles"].is_array());
-  EXPECT_EQ(r.output.find(env_->password()), std::string::npos);
+  EXPECT_EQ(r.output.find(env()->password()), std::string::npos);
 }
 
 TEST_F(CliTest, TextNamesTheFailingStepAndExitsCriticalWithPerfdata) {
-  auto args = adHoc(env_->imapsPort(), "127.0.0.4");  // the expired certificate
+  auto args = adHoc(env()->imapsPort(), "127.0.0.4");  // the expired certificate
   args.insert(args.end(), {"--service", "imap", "--security", "tls", "--perfdata"});
   CliRun r = run(args);
   EXPECT_EQ(r.code, 2) << r.output;
@@ -126,13 +99,13 @@ TEST_F(CliTest, TextNamesTheFailingStepAndExitsCriticalWithPerfdata) {
   EXPECT_NE(r.output.find("clients that accept all certificates still connect"), std::string::npos);
   EXPECT_NE(r.output.find("CRITICAL: 0 of 1 endpoints work"), std::string::npos);
   EXPECT_NE(r.output.find("| 'imap_"), std::string::npos) << r.output;
-  EXPECT_EQ(r.output.find(env_->password()), std::string::npos);
+  EXPECT_EQ(r.output.find(env()->password()), std::string::npos);
 }
 
 TEST_F(CliTest, TheFiveDefaultEndpointsOfTheAdHocFormNeedOnlyAHost) {
   // Without --port: the platform's five, on their standard ports, where nothing listens here.
-  CliRun r = run({"check", "--host", "127.0.0.1", "--user", env_->user(), "--password-file",
-                  env_->dir() + "/password", "--format", "json", "--timeout", "5s"});
+  CliRun r = run({"check", "--host", "127.0.0.1", "--user", env()->user(), "--password-file",
+                  env()->dir() + "/password", "--format", "json", "--timeout", "5s"});
   EXPECT_EQ(r.code, 2);
   auto j = nlohmann::json::parse(r.output, nullptr, false);
   ASSERT_FALSE(j.is_discarded()) << r.output;
@@ -144,7 +117,7 @@ TEST_F(CliTest, TheFiveDefaultEndpointsOfTheAdHocFormNeedOnlyAHost) {
 }
 
 TEST_F(CliTest, ConfigErrorsAreLocatedAndExitUnknown) {
-  std::string path = env_->dir() + "/broken.toml";
+  std::string path = env()->dir() + "/broken.toml";
   std::ofstream(path) << "[defaults]\ninterval = \"30x\"\n\n[[host]]\nname = \"mail.example.org\"\n"
                          "bogus = 1\n";
   CliRun v = run({"validate", "--config", path});

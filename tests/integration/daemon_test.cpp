@@ -22,27 +22,15 @@ using testing::httpGet;
 using testing::MailEnv;
 using testing::Subprocess;
 
-class DaemonTest : public ::testing::Test {
+class DaemonTest : public testing::MailEnvSuite {
  protected:
-  static void SetUpTestSuite() {
-    std::string why;
-    if (!MailEnv::available(&why)) {
-      skip_reason_ = why;
+  void SetUp() override {
+    MailEnvSuite::SetUp();
+    if (IsSkipped() || HasFatalFailure()) {
       return;
     }
-    env_ = MailEnv::start(&start_error_).release();
-  }
-  static void TearDownTestSuite() {
-    delete env_;
-    env_ = nullptr;
-  }
-  void SetUp() override {
-    if (!skip_reason_.empty()) {
-      GTEST_SKIP() << "needs Dovecot and Postfix: " << skip_reason_;
-    }
-    ASSERT_NE(env_, nullptr) << "the loopback mail servers did not start: " << start_error_;
     port_ = freeLoopbackPort();
-    config_path_ = env_->dir() + "/daemon-" + std::to_string(port_) + ".toml";
+    config_path_ = env()->dir() + "/daemon-" + std::to_string(port_) + ".toml";
     writeConfig(goodConfig());
   }
 
@@ -51,16 +39,16 @@ class DaemonTest : public ::testing::Test {
            "\"\nlog_level = \"debug\"\n\n"
            "[defaults]\ninterval = \"2s\"\ntimeout = \"10s\"\nphase_timeout = \"3s\"\n"
            "ca_file = \"" +
-           env_->caFile() +
+           env()->caFile() +
            "\"\nsource_address = \"127.0.0.2\"\n\n"
            "[account]\nuser = \"" +
-           env_->user() + "\"\npassword_file = \"" + env_->dir() +
+           env()->user() + "\"\npassword_file = \"" + env()->dir() +
            "/password\"\n\n"
            "[[host]]\nname = \"localhost\"\naddresses = [\"127.0.0.1\"]\n"
            "  [[host.endpoint]]\n  service = \"imap\"\n  port = " +
-           std::to_string(env_->imapsPort()) + "\n  security = \"tls\"\n" +
+           std::to_string(env()->imapsPort()) + "\n  security = \"tls\"\n" +
            "  [[host.endpoint]]\n  service = \"smtp\"\n  port = " +
-           std::to_string(env_->submissionPort()) + "\n  security = \"starttls\"\n";
+           std::to_string(env()->submissionPort()) + "\n  security = \"starttls\"\n";
   }
 
   void writeConfig(const std::string& text) const { std::ofstream(config_path_) << text; }
@@ -69,7 +57,7 @@ class DaemonTest : public ::testing::Test {
     auto p = std::make_unique<Subprocess>(
         std::vector<std::string>{MAILPROBED_BIN, "run", "--config", config_path_},
         std::vector<std::string>{"NOTIFY_SOCKET=" + notify_socket, "WATCHDOG_USEC=1000000"},
-        env_->dir() + "/daemon-" + std::to_string(port_) + ".log");
+        env()->dir() + "/daemon-" + std::to_string(port_) + ".log");
     return p;
   }
 
@@ -102,14 +90,9 @@ class DaemonTest : public ::testing::Test {
     return true;
   }
 
-  static MailEnv* env_;
-  static std::string skip_reason_;
-  static std::string start_error_;
   uint16_t port_ = 0;
   std::string config_path_;
 };
-
-MailEnv* DaemonTest::env_ = nullptr;
 
 std::string linesWith(const std::string& text, const std::string& needle) {
   std::string out;
@@ -124,8 +107,6 @@ std::string linesWith(const std::string& text, const std::string& needle) {
   }
   return out;
 }
-std::string DaemonTest::skip_reason_;
-std::string DaemonTest::start_error_;
 
 TEST_F(DaemonTest, NotifiesSystemdServesMetricsReloadsAndStops) {
   testing::NotifyListener notify;
@@ -144,11 +125,11 @@ TEST_F(DaemonTest, NotifiesSystemdServesMetricsReloadsAndStops) {
   EXPECT_NE(metrics.body.find("mailprobe_tls_cert_not_after_timestamp_seconds{"),
             std::string::npos);
   EXPECT_NE(metrics.body.find("mailprobe_config_last_reload_successful 1"), std::string::npos);
-  EXPECT_EQ(metrics.body.find(env_->password()), std::string::npos);
+  EXPECT_EQ(metrics.body.find(env()->password()), std::string::npos);
   auto page = httpGet(port_, "/");
   EXPECT_EQ(page.status, 200);
   EXPECT_NE(page.body.find("localhost"), std::string::npos);
-  EXPECT_EQ(page.body.find(env_->password()), std::string::npos);
+  EXPECT_EQ(page.body.find(env()->password()), std::string::npos);
   EXPECT_EQ(httpGet(port_, "/healthz").status, 200);
 
   // A broken config on reload: refused, the old one keeps probing, the metric says so.
@@ -185,7 +166,7 @@ TEST_F(DaemonTest, AnOutageTurnsRedWithinAnIntervalPlusTheDeadlineAndGreenAgain)
   ASSERT_TRUE(waitForStatus([](const auto& j) { return allEndpoints(j, true); }, 15s, &status))
       << status.dump(2);
 
-  ASSERT_TRUE(env_->stopService("dovecot"));
+  ASSERT_TRUE(env()->stopService("dovecot"));
   auto imap_down = [](const nlohmann::json& j) {
     for (const auto& e : j["endpoints"]) {
       if (e["service"] == "imap") {
@@ -196,7 +177,7 @@ TEST_F(DaemonTest, AnOutageTurnsRedWithinAnIntervalPlusTheDeadlineAndGreenAgain)
   };
   // One interval (2 s, plus jitter) and the deadline (10 s) at most.
   bool red = waitForStatus(imap_down, 14s, &status);
-  ASSERT_TRUE(env_->startService("dovecot"));
+  ASSERT_TRUE(env()->startService("dovecot"));
   ASSERT_TRUE(red) << status.dump(2);
   auto metrics = httpGet(port_, "/metrics");
   EXPECT_NE(metrics.body.find("reason=\"connect_refused\""), std::string::npos);
@@ -212,7 +193,7 @@ TEST_F(DaemonTest, AnOutageTurnsRedWithinAnIntervalPlusTheDeadlineAndGreenAgain)
 TEST_F(DaemonTest, TwoBackendsOfOneNameAreTwoEndpointsAndAnExpiredCertificateKeepsItsMetrics) {
   writeConfig(goodConfig() + "[[host]]\nname = \"localhost\"\naddresses = [\"127.0.0.4\"]\n" +
               "  [[host.endpoint]]\n  service = \"imap\"\n  port = " +
-              std::to_string(env_->imapsPort()) + "\n  security = \"tls\"\n");
+              std::to_string(env()->imapsPort()) + "\n  security = \"tls\"\n");
   testing::NotifyListener notify;
   auto daemon = startDaemon(notify.notifySocket());
   ASSERT_TRUE(notify.waitFor("READY=1", 10s)) << daemon->output();

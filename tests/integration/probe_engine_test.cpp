@@ -26,27 +26,8 @@ using testing::MailEnv;
 // differs from the listener's (STYLE.md, platform facts).
 constexpr const char* kProbeSource = "127.0.0.2";
 
-class ProbeEngineTest : public ::testing::Test {
+class ProbeEngineTest : public testing::MailEnvSuite {
  protected:
-  static void SetUpTestSuite() {
-    std::string why;
-    if (!MailEnv::available(&why)) {
-      skip_reason_ = why;
-      return;
-    }
-    env_ = MailEnv::start(&start_error_).release();
-  }
-  static void TearDownTestSuite() {
-    delete env_;
-    env_ = nullptr;
-  }
-  void SetUp() override {
-    if (!skip_reason_.empty()) {
-      GTEST_SKIP() << "needs Dovecot and Postfix: " << skip_reason_;
-    }
-    ASSERT_NE(env_, nullptr) << "the loopback mail servers did not start: " << start_error_;
-  }
-
   static EndpointSpec spec(Service service, uint16_t port, Security security,
                            const std::string& address = "127.0.0.1") {
     EndpointSpec s;
@@ -56,7 +37,7 @@ class ProbeEngineTest : public ::testing::Test {
     s.service = service;
     s.security = security;
     s.source_address = kProbeSource;
-    s.tls.ca_file = env_->caFile();
+    s.tls.ca_file = env()->caFile();
     s.timeouts.phase = std::chrono::milliseconds(8000);
     s.timeouts.total = std::chrono::milliseconds(60000);
     return s;
@@ -65,11 +46,11 @@ class ProbeEngineTest : public ::testing::Test {
   // The platform's five endpoints, as the config's defaults describe them.
   static std::vector<EndpointSpec> platform() {
     std::vector<EndpointSpec> all{
-        spec(Service::Imap, env_->imapStarttlsPort(), Security::StartTls),
-        spec(Service::Imap, env_->imapsPort(), Security::Tls),
-        spec(Service::Smtp, env_->smtpPort(), Security::StartTls),
-        spec(Service::Smtp, env_->smtpsPort(), Security::Tls),
-        spec(Service::Smtp, env_->submissionPort(), Security::StartTls),
+        spec(Service::Imap, env()->imapStarttlsPort(), Security::StartTls),
+        spec(Service::Imap, env()->imapsPort(), Security::Tls),
+        spec(Service::Smtp, env()->smtpPort(), Security::StartTls),
+        spec(Service::Smtp, env()->smtpsPort(), Security::Tls),
+        spec(Service::Smtp, env()->submissionPort(), Security::StartTls),
     };
     all[2].starttls_required = false;
     all[2].auth = AuthPolicy::Optional;
@@ -85,16 +66,8 @@ class ProbeEngineTest : public ::testing::Test {
     return runOnce(jobs);
   }
 
-  static Credentials account() { return {env_->user(), env_->password()}; }
-
-  static MailEnv* env_;
-  static std::string skip_reason_;
-  static std::string start_error_;
+  static Credentials account() { return {env()->user(), env()->password()}; }
 };
-
-MailEnv* ProbeEngineTest::env_ = nullptr;
-std::string ProbeEngineTest::skip_reason_;
-std::string ProbeEngineTest::start_error_;
 
 std::string summary(const ProbeResult& r) {
   std::string s = r.sentence + " [" + std::string(toString(r.reason)) + " in " +
@@ -167,7 +140,7 @@ TEST_F(ProbeEngineTest, AllFiveEndpointsWorkAndEveryAdvertisedMechanismLogsIn) {
 
 TEST_F(ProbeEngineTest, LoginDisabledBeforeStartTlsIsSeenFromAnotherAddress) {
   std::vector<ProbeResult> results =
-      probe({spec(Service::Imap, env_->imapStarttlsPort(), Security::StartTls)}, account());
+      probe({spec(Service::Imap, env()->imapStarttlsPort(), Security::StartTls)}, account());
   ASSERT_EQ(results.size(), 1u);
   const ProbeResult& r = results[0];
   const auto& before = r.capabilities_before_tls;
@@ -181,7 +154,7 @@ TEST_F(ProbeEngineTest, LoginDisabledBeforeStartTlsIsSeenFromAnotherAddress) {
 }
 
 TEST_F(ProbeEngineTest, WrongPasswordIsAuthFailedOnEveryMechanism) {
-  Credentials wrong{env_->user(), "not-the-password"};
+  Credentials wrong{env()->user(), "not-the-password"};
   std::vector<EndpointSpec> specs = platform();
   specs.erase(specs.begin() + 2);  // port 25 does not require a login
   std::vector<ProbeResult> results = probe(specs, wrong);
@@ -212,8 +185,8 @@ TEST_F(ProbeEngineTest, BadCertificatesGiveTheirReasonAndAcceptAllStillConnects)
                      CertCase{"127.0.0.5", FailureReason::CertHostnameMismatch},
                      CertCase{"127.0.0.6", FailureReason::CertSelfSigned}}) {
     std::vector<ProbeResult> results =
-        probe({spec(Service::Imap, env_->imapsPort(), Security::Tls, c.address),
-               spec(Service::Imap, env_->imapStarttlsPort(), Security::StartTls, c.address)},
+        probe({spec(Service::Imap, env()->imapsPort(), Security::Tls, c.address),
+               spec(Service::Imap, env()->imapStarttlsPort(), Security::StartTls, c.address)},
               account());
     ASSERT_EQ(results.size(), 2u);
     for (const auto& r : results) {
@@ -238,7 +211,7 @@ TEST_F(ProbeEngineTest, BadCertificatesGiveTheirReasonAndAcceptAllStillConnects)
 }
 
 TEST_F(ProbeEngineTest, StrictCertificatePolicyKeepsThePasswordFromAnUnverifiedServer) {
-  EndpointSpec s = spec(Service::Imap, env_->imapsPort(), Security::Tls, "127.0.0.6");
+  EndpointSpec s = spec(Service::Imap, env()->imapsPort(), Security::Tls, "127.0.0.6");
   s.tls.login_despite_invalid_cert = false;
   std::vector<ProbeResult> results = probe({s}, account());
   ASSERT_EQ(results.size(), 1u);
