@@ -2,6 +2,7 @@
 
 #include <ctime>
 
+#include "probes/relay.h"
 #include "probes/types.h"
 
 namespace mailprobe {
@@ -80,14 +81,43 @@ std::string date(int64_t t) {
   return buf;
 }
 
+// "smtp 25 (starttls) on mail.example.org [192.0.2.25]"
+std::string target(Service service, uint16_t port, Security security, const std::string& host,
+                   const std::string& address) {
+  std::string s = std::string(toString(service)) + " " + std::to_string(port) + " (" +
+                  std::string(toString(security)) + ") on " + host;
+  if (!address.empty() && address != host) {
+    s += " [" + address + "]";
+  }
+  return s;
+}
+
 }  // namespace
 
-std::string describe(const ProbeResult& r) {
-  std::string s = std::string(toString(r.service)) + " " + std::to_string(r.port) + " (" +
-                  std::string(toString(r.security)) + ") on " + r.host;
-  if (!r.address.empty() && r.address != r.host) {
-    s += " [" + r.address + "]";
+std::string describe(const RelayCell& c) {
+  std::string s = target(Service::Smtp, c.port, c.security, c.host, c.address) + ", vantage " +
+                  c.vantage + " (" + (c.trusted ? "trusted" : "untrusted") + "), " +
+                  (c.auth == RelayAuth::SignedIn ? "signed in" : "not signed in") + ": the " +
+                  std::string(toString(c.recipient)) + " recipient ";
+  if (!c.observed) {
+    return s + "was not asked: fails at " + std::string(toString(c.phase)) + ": " + what(c.reason) +
+           ".";
   }
+  std::string code;
+  if (c.code != 0) {
+    code = " (" + std::to_string(c.code) + (c.enhanced.empty() ? "" : " " + c.enhanced) +
+           (c.at_mail_from ? " at MAIL FROM" : "") + ")";
+  }
+  s += std::string(*c.observed == RelayVerdict::Accept ? "is accepted" : "is refused") + code;
+  if (c.reason == FailureReason::None) {
+    return s + ", as expected.";
+  }
+  s += " where the policy says " + std::string(toString(c.expected)) + ": " + what(c.reason) + ".";
+  return c.reason == FailureReason::OpenRelay ? "OPEN RELAY: " + s : s;
+}
+
+std::string describe(const ProbeResult& r) {
+  std::string s = target(r.service, r.port, r.security, r.host, r.address);
   if (r.reason == FailureReason::None) {
     s += ": works";
     if (r.tls) {

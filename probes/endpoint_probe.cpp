@@ -1,9 +1,6 @@
 #include "probes/endpoint_probe.h"
 
-#include <netdb.h>
-
 #include <algorithm>
-#include <cstring>
 #include <ctime>
 
 #include "probes/tls_engine.h"
@@ -13,25 +10,6 @@ namespace {
 
 bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
-}
-
-std::string addressText(const sockaddr_storage& a) {
-  char buf[INET6_ADDRSTRLEN] = {0};
-  if (a.ss_family == AF_INET6) {
-    uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(&a), buf, sizeof buf);
-  } else {
-    uv_ip4_name(reinterpret_cast<const sockaddr_in*>(&a), buf, sizeof buf);
-  }
-  return buf;
-}
-
-std::optional<sockaddr_storage> parseAddress(const std::string& text, uint16_t port) {
-  sockaddr_storage a{};
-  if (uv_ip4_addr(text.c_str(), port, reinterpret_cast<sockaddr_in*>(&a)) == 0 ||
-      uv_ip6_addr(text.c_str(), port, reinterpret_cast<sockaddr_in6*>(&a)) == 0) {
-    return a;
-  }
-  return std::nullopt;
 }
 
 }  // namespace
@@ -48,11 +26,6 @@ std::vector<std::string> candidateMechanisms(const EndpointSpec& spec) {
   }
   return spec.mechanisms.empty() ? supportedMechanisms(spec.service) : spec.mechanisms;
 }
-
-struct EndpointProbe::ResolveRequest {
-  uv_getaddrinfo_t req;
-  EndpointProbe* owner;
-};
 
 struct EndpointProbe::AddressRun {
   sockaddr_storage address{};
@@ -80,8 +53,8 @@ EndpointProbe::EndpointProbe(uv_loop_t* loop, EndpointSpec spec, Credentials cre
       credentials_(std::move(credentials)),
       tls_(std::move(tls)),
       done_(std::move(done)) {
-  uv_timer_init(loop_, &resolve_timer_);
-  resolve_timer_.data = this;
+  uv_timer_init(loop_, &anchor_);
+  anchor_.data = this;
   open_handles_ = 1;
   started_ns_ = uv_hrtime();
   started_at_ = static_cast<int64_t>(::time(nullptr));
@@ -98,93 +71,15 @@ void EndpointProbe::resolve() {
       return;
     }
   }
-  if (!spec_.addresses.empty()) {
-    std::vector<sockaddr_storage> addresses;
-    for (const auto& text : spec_.addresses) {
-      if (auto a = parseAddress(text, spec_.port)) {
-        addresses.push_back(*a);
-      }
+  lookup_ = AddressLookup::start(loop_, spec_, [this](AddressLookup::Result r) {
+    lookup_ = nullptr;
+    resolve_seconds_ = r.seconds;
+    if (r.addresses.empty()) {
+      failAll(r.reason, Phase::Resolve, r.detail);
+      return;
     }
-    startAddresses(std::move(addresses));
-    return;
-  }
-  if (auto literal = parseAddress(spec_.host, spec_.port)) {
-    startAddresses({*literal});
-    return;
-  }
-  auto* r = new ResolveRequest;
-  r->owner = this;
-  r->req.data = r;
-  resolve_req_ = r;
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_family = spec_.family == AddressFamily::V4   ? AF_INET
-                    : spec_.family == AddressFamily::V6 ? AF_INET6
-                                                        : AF_UNSPEC;
-  std::string port = std::to_string(spec_.port);
-  int rc = uv_getaddrinfo(
-      loop_, &r->req,
-      [](uv_getaddrinfo_t* req, int status, addrinfo* res) {
-        auto* rr = static_cast<ResolveRequest*>(req->data);
-        EndpointProbe* owner = rr->owner;
-        delete rr;
-        if (owner == nullptr) {  // cancelled or timed out: nobody waits for this answer
-          uv_freeaddrinfo(res);
-          return;
-        }
-        owner->resolve_req_ = nullptr;
-        owner->onResolved(status, res);
-        uv_freeaddrinfo(res);
-      },
-      spec_.host.c_str(), port.c_str(), &hints);
-  if (rc != 0) {
-    delete r;
-    resolve_req_ = nullptr;
-    failAll(FailureReason::ResolveFailed, Phase::Resolve, uv_strerror(rc));
-    return;
-  }
-  uv_timer_start(
-      &resolve_timer_,
-      [](uv_timer_t* t) {
-        auto* self = static_cast<EndpointProbe*>(t->data);
-        if (self->resolve_req_ != nullptr) {
-          // The lookup thread may be stuck: detach from it; its callback frees the request.
-          self->resolve_req_->owner = nullptr;
-          uv_cancel(reinterpret_cast<uv_req_t*>(&self->resolve_req_->req));
-          self->resolve_req_ = nullptr;
-          self->failAll(FailureReason::Timeout, Phase::Resolve, "name resolution took too long");
-        }
-      },
-      static_cast<uint64_t>(std::max<int64_t>(1, spec_.timeouts.resolve.count())), 0);
-}
-
-void EndpointProbe::onResolved(int status, addrinfo* res) {
-  uv_timer_stop(&resolve_timer_);
-  resolve_seconds_ = static_cast<double>(uv_hrtime() - started_ns_) / 1e9;
-  if (status != 0) {
-    failAll(FailureReason::ResolveFailed, Phase::Resolve,
-            "cannot resolve " + spec_.host + ": " + uv_strerror(status));
-    return;
-  }
-  std::vector<sockaddr_storage> addresses;
-  std::vector<std::string> seen;
-  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
-    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6) {
-      continue;
-    }
-    sockaddr_storage a{};
-    std::memcpy(&a, ai->ai_addr, ai->ai_addrlen);
-    std::string text = addressText(a);
-    if (!contains(seen, text)) {
-      seen.push_back(text);
-      addresses.push_back(a);
-    }
-  }
-  if (addresses.empty()) {
-    failAll(FailureReason::ResolveFailed, Phase::Resolve, spec_.host + " has no address");
-    return;
-  }
-  startAddresses(std::move(addresses));
+    startAddresses(std::move(r.addresses));
+  });
 }
 
 void EndpointProbe::startAddresses(std::vector<sockaddr_storage> addresses) {
@@ -322,10 +217,9 @@ void EndpointProbe::maybeComplete() {
 
 void EndpointProbe::cancel() {
   cancelled_ = true;
-  if (resolve_req_ != nullptr) {
-    resolve_req_->owner = nullptr;
-    uv_cancel(reinterpret_cast<uv_req_t*>(&resolve_req_->req));
-    resolve_req_ = nullptr;
+  if (lookup_ != nullptr) {
+    lookup_->cancel();
+    lookup_ = nullptr;
   }
   for (auto& run : runs_) {
     if (run->current != nullptr) {
@@ -356,7 +250,7 @@ void EndpointProbe::closeHandles() {
       uv_close(h, on_closed);
     }
   };
-  close(reinterpret_cast<uv_handle_t*>(&resolve_timer_));
+  close(reinterpret_cast<uv_handle_t*>(&anchor_));
   for (auto& run : runs_) {
     close(reinterpret_cast<uv_handle_t*>(&run->deadline));
   }

@@ -18,15 +18,17 @@
 #include <string>
 #include <vector>
 
+#include "probes/address_lookup.h"
 #include "probes/connection.h"
 #include "probes/probe_spec.h"
+#include "probes/running_probe.h"
 #include "probes/types.h"
 
 namespace mailprobe {
 
 class TlsContext;
 
-class EndpointProbe {
+class EndpointProbe final : public RunningProbe {
  public:
   using Done = std::function<void(std::vector<ProbeResult>)>;
 
@@ -34,7 +36,7 @@ class EndpointProbe {
   // reported as the result's detail with reason tls_handshake_failed).
   static EndpointProbe* start(uv_loop_t* loop, EndpointSpec spec, Credentials credentials,
                               std::shared_ptr<TlsContext> tls, Done done);
-  void cancel();
+  void cancel() override;
 
  private:
   struct AddressRun;
@@ -43,7 +45,6 @@ class EndpointProbe {
                 std::shared_ptr<TlsContext> tls, Done done);
   ~EndpointProbe();
   void resolve();
-  void onResolved(int status, addrinfo* res);
   void startAddresses(std::vector<sockaddr_storage> addresses);
   void runNext(AddressRun& run);
   void onConnectionDone(AddressRun& run, ConnectionResult result);
@@ -58,9 +59,10 @@ class EndpointProbe {
   Credentials credentials_;
   std::shared_ptr<TlsContext> tls_;
   Done done_;
-  uv_timer_t resolve_timer_;
-  struct ResolveRequest;
-  ResolveRequest* resolve_req_ = nullptr;
+  // Closed last with the deadlines: completion always comes from a close callback, even when
+  // the probe fails before any address is known.
+  uv_timer_t anchor_;
+  AddressLookup* lookup_ = nullptr;
   uint64_t started_ns_ = 0;
   int64_t started_at_ = 0;
   double resolve_seconds_ = 0;

@@ -36,6 +36,28 @@ class SessionHost {
   virtual void done() = 0;
 };
 
+// A relay check's envelope (RelayProbe). After the login, if any: MAIL FROM, RCPT TO the local
+// recipient, RCPT TO the outside one, RSET, QUIT. There is no DATA: a relay check reads the
+// verdict at RCPT and never goes further, so nothing can be delivered.
+struct RelayEnvelope {
+  std::string mail_from;  // empty: the null reverse-path "<>"
+  std::string local_recipient;
+  std::string outside_recipient;
+  // The signed-in state: the recipients are only asked after a successful login; without one the
+  // conversation ends and the outcome says why (auth_failed, auth_not_offered, ...).
+  bool signed_in = false;
+};
+
+// The server's answer for one recipient: to RCPT TO, or to MAIL FROM when that was refused
+// already (a 530 "authentication required" there refuses every recipient).
+struct RecipientVerdict {
+  bool accepted = false;  // 2xx
+  int code = 0;           // 250, 454, 554, 550, 553, 530, 451 ...
+  std::string enhanced;   // "5.7.1", when the server gives one
+  std::string detail;     // the reply, sanitised
+  bool at_mail_from = false;
+};
+
 // What one connection should do.
 struct ConnectionPlan {
   const EndpointSpec* spec = nullptr;
@@ -46,7 +68,8 @@ struct ConnectionPlan {
   std::vector<std::string> already_tried;
   // On a STARTTLS endpoint: check that a login before TLS is refused or not offered.
   bool check_plaintext_login = false;
-  bool examine = false;  // IMAP EXAMINE INBOX after login
+  bool examine = false;                // IMAP EXAMINE INBOX after login
+  std::optional<RelayEnvelope> relay;  // SMTP: a relay check instead of a bare QUIT
 };
 
 // What one connection saw.
@@ -64,7 +87,10 @@ struct ConnectionOutcome {
   std::vector<std::string> auth_after_tls;
   std::optional<bool> plaintext_login_refused;
   std::optional<AuthAttempt> auth;  // the login tried on this connection, if any
-  bool logged_out = false;          // the conversation ended cleanly
+  // Relay checks: the verdict for each recipient, once the server gave it.
+  std::optional<RecipientVerdict> relay_local;
+  std::optional<RecipientVerdict> relay_outside;
+  bool logged_out = false;  // the conversation ended cleanly
 };
 
 class ProtocolSession {

@@ -12,6 +12,14 @@ std::string describeReply(const SmtpReply& r) {
   return sanitize(std::to_string(r.code) + " " + r.text());
 }
 
+bool isRefusal(const SmtpReply& r) {
+  return r.transientNegative() || r.permanentNegative();
+}
+
+RecipientVerdict verdictOf(const SmtpReply& r, bool at_mail_from) {
+  return {r.code / 100 == 2, r.code, r.enhanced, describeReply(r), at_mail_from};
+}
+
 }  // namespace
 
 SmtpSession::SmtpSession(SessionHost& host, ConnectionPlan plan)
@@ -35,6 +43,12 @@ void SmtpSession::transitionTo(State next) {
       break;
     case State::StartTls:
       enter(Phase::StartTls);
+      break;
+    case State::MailFrom:
+    case State::RcptLocal:
+    case State::RcptOutside:
+    case State::Rset:
+      enter(Phase::Relay);
       break;
     case State::Quit:
       enter(Phase::Logout);
@@ -106,6 +120,16 @@ void SmtpSession::handle(const SmtpReply& r) {
     case State::Auth:
       handleAuth(r);
       break;
+    case State::MailFrom:
+      handleMailFrom(r);
+      break;
+    case State::RcptLocal:
+    case State::RcptOutside:
+      handleRcpt(r);
+      break;
+    case State::Rset:
+      beginQuit();  // whatever RSET gets, the verdicts are in
+      break;
     case State::Quit:
       handleQuit(r);
       break;
@@ -130,8 +154,7 @@ void SmtpSession::handleGreeting(const SmtpReply& r) {
 }
 
 void SmtpSession::handleEhlo(const SmtpReply& r) {
-  if (r.code == 421) {
-    fail(FailureReason::ServiceUnavailable, "the server closes: " + describeReply(r));
+  if (closing(r)) {
     return;
   }
   if (r.code != 250) {
@@ -238,7 +261,7 @@ void SmtpSession::beginAuth() {
     }
   }
   if (!mechanism) {
-    beginQuit();
+    afterLogin();
     return;
   }
   mechanism_ = *mechanism;
@@ -283,7 +306,84 @@ void SmtpSession::handleAuth(const SmtpReply& r) {
   } else {
     recordAuth(mechanism_, false, FailureReason::ProtocolError, describeReply(r));
   }
-  beginQuit();
+  afterLogin();
+}
+
+bool SmtpSession::closing(const SmtpReply& r) {
+  if (r.code != 421) {
+    return false;
+  }
+  fail(FailureReason::ServiceUnavailable, "the server closes: " + describeReply(r));
+  return true;
+}
+
+void SmtpSession::afterLogin() {
+  if (!plan_.relay) {
+    beginQuit();
+    return;
+  }
+  bool logged_in = outcome_.auth && outcome_.auth->success;
+  if (plan_.relay->signed_in && !logged_in) {
+    // The signed-in relay rules cannot be judged without a login; the outcome says why.
+    if (!outcome_.auth) {
+      if (!mayLogIn()) {
+        noteFailure(FailureReason::AuthNotOffered, Phase::Auth,
+                    "no sign-in without TLS" +
+                        std::string(caps_.starttls ? "" : " (STARTTLS is not offered)"));
+      } else {
+        noteFailure(caps_.auth_mechanisms.empty() ? FailureReason::AuthNotOffered
+                                                  : FailureReason::AuthMechanismMissing,
+                    Phase::Auth, "cannot sign in, so the signed-in relay rules go unchecked");
+      }
+    }
+    beginQuit();
+    return;
+  }
+  transitionTo(State::MailFrom);
+  send("MAIL FROM:<" + plan_.relay->mail_from + ">\r\n");
+}
+
+void SmtpSession::handleMailFrom(const SmtpReply& r) {
+  if (closing(r)) {
+    return;
+  }
+  if (r.code / 100 == 2) {
+    beginRcpt(State::RcptLocal, plan_.relay->local_recipient);
+    return;
+  }
+  if (!isRefusal(r)) {
+    fail(FailureReason::ProtocolError, "unexpected reply to MAIL FROM: " + describeReply(r));
+    return;
+  }
+  // Refused before any recipient (530: sign in first): no recipient can be reached.
+  outcome_.relay_local = verdictOf(r, true);
+  outcome_.relay_outside = verdictOf(r, true);
+  transitionTo(State::Rset);
+  send("RSET\r\n");
+}
+
+void SmtpSession::beginRcpt(State state, const std::string& recipient) {
+  transitionTo(state);
+  send("RCPT TO:<" + recipient + ">\r\n");
+}
+
+void SmtpSession::handleRcpt(const SmtpReply& r) {
+  if (closing(r)) {
+    return;
+  }
+  if (r.code / 100 != 2 && !isRefusal(r)) {
+    fail(FailureReason::ProtocolError, "unexpected reply to RCPT TO: " + describeReply(r));
+    return;
+  }
+  if (state_ == State::RcptLocal) {
+    outcome_.relay_local = verdictOf(r, false);
+    beginRcpt(State::RcptOutside, plan_.relay->outside_recipient);
+    return;
+  }
+  outcome_.relay_outside = verdictOf(r, false);
+  // The verdicts are read: forget the transaction, never DATA.
+  transitionTo(State::Rset);
+  send("RSET\r\n");
 }
 
 void SmtpSession::beginQuit() {

@@ -2,6 +2,11 @@
 // The SMTP conversation of a probe (RFC 5321, 3207, 4954): greeting, EHLO (HELO fallback),
 // STARTTLS and EHLO again, the plaintext-login check, one AUTH, QUIT. Strictly one command at a
 // time: nothing is sent before the previous reply is complete.
+//
+// With ConnectionPlan::relay (a relay check), the same conversation goes on after the login (or
+// without one) with MAIL FROM, RCPT TO the local recipient, RCPT TO the outside recipient, RSET
+// and QUIT, and records each recipient's verdict. There is no DATA state and no code that sends
+// DATA: a relay check can never deliver anything.
 
 #include "probes/session.h"
 #include "probes/smtp_reply.h"
@@ -28,6 +33,10 @@ class SmtpSession final : public ProtocolSession {
     TlsHandshake,
     EhloAfterTls,
     Auth,
+    MailFrom,
+    RcptLocal,
+    RcptOutside,
+    Rset,
     Quit,
     Done,
   };
@@ -39,11 +48,17 @@ class SmtpSession final : public ProtocolSession {
   void handlePlaintextCheck(const SmtpReply& r);
   void handleStartTls(const SmtpReply& r);
   void handleAuth(const SmtpReply& r);
+  void handleMailFrom(const SmtpReply& r);
+  void handleRcpt(const SmtpReply& r);
   void handleQuit(const SmtpReply& r);
+  // 421 (RFC 5321 3.8): the server is closing; ends the conversation and returns true.
+  bool closing(const SmtpReply& r);
 
   void afterEhlo();
   void beginStartTls();
   void beginAuth();
+  void afterLogin();
+  void beginRcpt(State state, const std::string& recipient);
   void beginQuit();
   void transitionTo(State next);
 

@@ -60,6 +60,15 @@ constexpr auto kReasons = std::to_array<std::pair<FailureReason, std::string_vie
     {FailureReason::UnauthSubmissionAccepted, "unauth_submission_accepted"},
 });
 
+constexpr auto kRelayAuths = std::to_array<std::pair<RelayAuth, std::string_view>>(
+    {{RelayAuth::None, "none"}, {RelayAuth::SignedIn, "signed_in"}});
+
+constexpr auto kRelayRecipients = std::to_array<std::pair<RelayRecipient, std::string_view>>(
+    {{RelayRecipient::Local, "local"}, {RelayRecipient::Outside, "outside"}});
+
+constexpr auto kRelayVerdicts = std::to_array<std::pair<RelayVerdict, std::string_view>>(
+    {{RelayVerdict::Accept, "accept"}, {RelayVerdict::Refuse, "refuse"}});
+
 template <typename E, size_t N>
 std::string_view lookup(const Table<E, N>& table, E value) {
   for (const auto& [e, s] : table) {
@@ -102,6 +111,15 @@ std::string_view toString(Phase p) {
 }
 std::string_view toString(FailureReason r) {
   return lookup(kReasons, r);
+}
+std::string_view toString(RelayAuth a) {
+  return lookup(kRelayAuths, a);
+}
+std::string_view toString(RelayRecipient r) {
+  return lookup(kRelayRecipients, r);
+}
+std::string_view toString(RelayVerdict v) {
+  return lookup(kRelayVerdicts, v);
 }
 
 std::optional<Service> parseService(std::string_view s) {

@@ -84,11 +84,38 @@ const std::vector<FailureReason>& allFailureReasons();
 
 bool isCertificateReason(FailureReason r);
 
+// Relay checks (PRODUCT.md "Checks the relay rules"): one cell is a vantage x port x auth state x
+// recipient; these are its words in JSON, metric labels and pages.
+enum class RelayAuth { None, SignedIn };       // "none", "signed_in"
+enum class RelayRecipient { Local, Outside };  // "local", "outside"
+enum class RelayVerdict { Accept, Refuse };    // "accept", "refuse": the answer to RCPT TO
+
+std::string_view toString(RelayAuth a);
+std::string_view toString(RelayRecipient r);
+std::string_view toString(RelayVerdict v);
+
 // For test failure messages and logs.
-inline std::ostream& operator<<(std::ostream& o, Service v) { return o << toString(v); }
-inline std::ostream& operator<<(std::ostream& o, Security v) { return o << toString(v); }
-inline std::ostream& operator<<(std::ostream& o, Phase v) { return o << toString(v); }
-inline std::ostream& operator<<(std::ostream& o, FailureReason v) { return o << toString(v); }
+inline std::ostream& operator<<(std::ostream& o, Service v) {
+  return o << toString(v);
+}
+inline std::ostream& operator<<(std::ostream& o, Security v) {
+  return o << toString(v);
+}
+inline std::ostream& operator<<(std::ostream& o, Phase v) {
+  return o << toString(v);
+}
+inline std::ostream& operator<<(std::ostream& o, FailureReason v) {
+  return o << toString(v);
+}
+inline std::ostream& operator<<(std::ostream& o, RelayAuth v) {
+  return o << toString(v);
+}
+inline std::ostream& operator<<(std::ostream& o, RelayRecipient v) {
+  return o << toString(v);
+}
+inline std::ostream& operator<<(std::ostream& o, RelayVerdict v) {
+  return o << toString(v);
+}
 
 // What a TLS handshake showed. Present whenever a handshake completed, including when the
 // certificate failed verification: an invalid certificate never hides these facts.
