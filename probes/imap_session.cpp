@@ -11,6 +11,10 @@ constexpr std::string_view kLoginCommand = "LOGIN-COMMAND";
 // A user that cannot exist, for the plaintext-login check: the probe account's password never
 // crosses the network in clear, and the check cannot lock the probe account out.
 constexpr std::string_view kPlaintextCheckUser = "mailprobed-plaintext-check@invalid";
+// Untagged responses are allowed at any time, but a command is answered by a handful of them
+// (EXAMINE: about ten). A server that never completes the command while it keeps talking would
+// otherwise hold the probe until the phase deadline: past this many, it is a protocol error.
+constexpr size_t kMaxUntaggedInARow = 1000;
 
 std::string describeResponse(const ImapResponse& r) {
   std::string s = r.status;
@@ -115,6 +119,13 @@ void ImapSession::onData(std::string_view bytes) {
 }
 
 void ImapSession::handle(const ImapResponse& r) {
+  if (r.kind != ImapResponse::Kind::Untagged) {
+    untagged_in_a_row_ = 0;
+  } else if (++untagged_in_a_row_ > kMaxUntaggedInARow) {
+    fail(FailureReason::ProtocolError, "more than " + std::to_string(kMaxUntaggedInARow) +
+                                           " untagged responses and no command completion");
+    return;
+  }
   if (r.kind == ImapResponse::Kind::Untagged) {
     if (r.status == "CAPABILITY" || r.code.rfind("CAPABILITY ", 0) == 0) {
       currentCaps() = imapCapabilities(r);

@@ -66,6 +66,7 @@ class ImapSession final : public ProtocolSession {
   std::string mechanism_;            // the login in progress
   int sasl_step_ = 0;
   bool capabilities_known_ = false;  // capabilities for the current TLS state are known
+  size_t untagged_in_a_row_ = 0;     // untagged responses since the last tagged or "+" one
 };
 
 }  // namespace mailprobe

@@ -56,7 +56,8 @@ TEST_F(ImapSessionTest, StartTlsThenLoginWithPlainThenLogout) {
   EXPECT_EQ(host_.tls_requests, 1);
   s->onTlsEstablished(goodTls());
   EXPECT_EQ(host_.takeSent(), "mp2 CAPABILITY\r\n");
-  s->onData(std::string(kDovecotPostTls) + "mp2 OK Pre-login capabilities listed, post-login capabilities have more.\r\n");
+  s->onData(std::string(kDovecotPostTls) +
+            "mp2 OK Pre-login capabilities listed, post-login capabilities have more.\r\n");
   EXPECT_EQ(host_.takeSent(),
             "mp3 AUTHENTICATE PLAIN " + saslPlain("probe@example.org", "s3cret") + "\r\n");
   s->onData("mp3 OK [CAPABILITY IMAP4rev1] Logged in\r\n");
@@ -210,6 +211,44 @@ TEST_F(ImapSessionTest, GarbageGreetingIsProtocolError) {
   s->onData("SSH-2.0-OpenSSH_9.2\r\n");
   EXPECT_EQ(s->outcome().reason, FailureReason::ProtocolError);
   EXPECT_TRUE(s->outcome().finished);
+}
+
+// A server that answers CAPABILITY with untagged data and never completes it: a protocol error
+// after 1000 untagged responses, not a wait for the phase deadline. EXAMINE's ten are fine.
+TEST_F(ImapSessionTest, EndlessUntaggedResponsesAreAProtocolError) {
+  spec_.security = Security::Tls;
+  auto s = make({"PLAIN"});
+  s->onConnected(goodTls());
+  s->onData("* OK ready\r\n");
+  EXPECT_EQ(host_.takeSent(), "mp1 CAPABILITY\r\n");
+  std::string untagged;
+  for (int i = 0; i < 999; ++i) {
+    untagged += "* OK [ALERT] still talking\r\n";
+  }
+  s->onData(untagged);  // with the greeting: 1000 untagged responses in a row
+  EXPECT_FALSE(s->outcome().finished);
+  s->onData("* 1 EXISTS\r\n");
+  EXPECT_TRUE(s->outcome().finished);
+  EXPECT_EQ(host_.done_calls, 1);
+  EXPECT_EQ(s->outcome().reason, FailureReason::ProtocolError);
+  EXPECT_EQ(s->outcome().phase, Phase::Capabilities);
+  EXPECT_NE(s->outcome().detail.find("untagged"), std::string::npos);
+}
+
+TEST_F(ImapSessionTest, UntaggedCountStartsAgainAfterEachCompletion) {
+  spec_.security = Security::Tls;
+  auto s = make({"PLAIN"});
+  s->onConnected(goodTls());
+  std::string untagged;
+  for (int i = 0; i < 999; ++i) {
+    untagged += "* OK [ALERT] still talking\r\n";
+  }
+  s->onData("* OK ready\r\n" + untagged + "mp1 OK done\r\n");
+  // No AUTH= and PLAIN the only candidate: no login, straight to LOGOUT.
+  EXPECT_EQ(host_.takeSent(), "mp1 CAPABILITY\r\nmp2 LOGOUT\r\n");
+  s->onData(untagged + "* BYE Logging out\r\nmp2 OK Logout completed.\r\n");
+  EXPECT_TRUE(s->outcome().logged_out);
+  EXPECT_NE(s->outcome().reason, FailureReason::ProtocolError);
 }
 
 TEST_F(ImapSessionTest, PeerCloseDuringLogoutIsClean) {
