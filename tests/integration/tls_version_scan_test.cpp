@@ -14,16 +14,11 @@
 
 #include <gtest/gtest.h>
 
-#include <chrono>
-
 #include "tests/fakes/mail_env.h"
+#include "tests/fakes/mail_env_spec.h"
 
 namespace mailprobe {
 namespace {
-
-// Dovecot shows LOGINDISABLED only to a client whose address differs from the listener's; the
-// scan never logs in, but it talks like the daemon's probes do (STYLE.md, platform facts).
-constexpr const char* kProbeSource = "127.0.0.2";
 
 std::string accepted(const TlsVersionResult& r) {
   std::string s;
@@ -37,17 +32,7 @@ class TlsVersionScanTest : public testing::MailEnvSuite {
  protected:
   static EndpointSpec spec(Service service, uint16_t port, Security security,
                            const std::string& address = "127.0.0.1") {
-    EndpointSpec s;
-    s.host = "localhost";
-    s.addresses = {address};
-    s.port = port;
-    s.service = service;
-    s.security = security;
-    s.source_address = kProbeSource;
-    s.tls.ca_file = env()->caFile();
-    s.timeouts.phase = std::chrono::milliseconds(8000);
-    s.timeouts.total = std::chrono::milliseconds(30000);
-    return s;
+    return testing::mailEnvSpec(*env(), service, port, security, address);
   }
 
   // Runs one scan on a private loop, to the end; the loop must end with no live handle.
