@@ -27,7 +27,8 @@ const char* kUsage = R"(usage:
   mailprobed run --config FILE
   mailprobed --version
 
-check probes once and prints what works and what fails, and why. Without --port, the platform's
+check probes once and prints what works and what fails, and why; with [host.relay] in the config,
+it also checks the relay rules (an open relay is critical). Without --port, the platform's
 five endpoints: imap 143 (starttls), imap 993 (tls), smtp 25 (starttls, optional), smtp 465 (tls),
 smtp 587 (starttls). Passwords are never taken on the command line.
 Exit codes: 0 ok, 1 warning, 2 critical, 3 unknown (including a config error).
@@ -167,6 +168,16 @@ std::vector<ProbeJob> jobsOf(const Config& config) {
   return jobs;
 }
 
+std::vector<RelayJob> relayJobsOf(const Config& config) {
+  std::vector<RelayJob> jobs;
+  for (const auto& host : config.hosts) {
+    for (const auto& relay : host.relay) {
+      jobs.push_back({relay.spec, host.account});
+    }
+  }
+  return jobs;
+}
+
 int commandCheck(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.get("--config").empty() && a.get("--host").empty()) {
     err << "check needs --config FILE or --host HOST\n" << kUsage;
@@ -197,16 +208,16 @@ int commandCheck(const Args& a, std::ostream& out, std::ostream& err) {
   for (const auto& w : loaded.config->warnings) {
     err << w << "\n";
   }
-  std::vector<ProbeResult> results = runOnce(jobsOf(*loaded.config));
+  OneShotResults results = runAllOnce(jobsOf(*loaded.config), relayJobsOf(*loaded.config));
   int64_t now = static_cast<int64_t>(std::time(nullptr));
-  Status status = overallStatus(results, th, now);
+  Status status = overallStatus(results.endpoints, th, now, results.relay);
   if (format == "json") {
-    out << reportJson(results, now).dump(2) << "\n";
+    out << reportJson(results.endpoints, now, results.relay).dump(2) << "\n";
   } else {
-    out << reportText(results, th, now);
+    out << reportText(results.endpoints, th, now, results.relay);
   }
   if (a.has("--perfdata")) {
-    out << "| " << perfdata(results, now) << "\n";
+    out << "| " << perfdata(results.endpoints, now) << "\n";
   }
   return static_cast<int>(status);
 }
@@ -227,12 +238,18 @@ int commandValidate(const Args& a, std::ostream& out, std::ostream& err) {
     err << w << "\n";
   }
   size_t endpoints = 0;
+  size_t relay = 0;
   for (const auto& h : loaded.config->hosts) {
     endpoints += h.endpoints.size();
+    relay += h.relay.size();
   }
   out << a.get("--config") << ": ok, " << loaded.config->hosts.size()
       << (loaded.config->hosts.size() == 1 ? " host, " : " hosts, ") << endpoints
-      << (endpoints == 1 ? " endpoint" : " endpoints") << "\n";
+      << (endpoints == 1 ? " endpoint" : " endpoints");
+  if (relay > 0) {
+    out << ", relay rules on " << relay << (relay == 1 ? " smtp endpoint" : " smtp endpoints");
+  }
+  out << "\n";
   return 0;
 }
 

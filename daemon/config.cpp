@@ -2,7 +2,9 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/tls1.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -98,6 +100,14 @@ const std::vector<Choice<int>> kTlsVersions{{"default", 0},
                                             {"TLSv1.1", TLS1_1_VERSION},
                                             {"TLSv1.2", TLS1_2_VERSION},
                                             {"TLSv1.3", TLS1_3_VERSION}};
+// Which recipients a kind of client may reach through a port ([[host.relay.policy]]). An
+// untrusted client that may reach everyone is an open relay: not a policy one can expect.
+const std::vector<Choice<RelayReach>> kUntrustedReach{{"local", RelayReach::Local},
+                                                      {"none", RelayReach::Nobody}};
+const std::vector<Choice<RelayReach>> kTrustedReach{
+    {"all", RelayReach::All}, {"local", RelayReach::Local}, {"none", RelayReach::Nobody}};
+const std::vector<Choice<RelayReach>> kSignedInReach{{"all", RelayReach::All},
+                                                     {"local", RelayReach::Local}};
 const std::vector<Choice<std::string_view>> kLogLevels{{"error", "error"},
                                                        {"warning", "warning"},
                                                        {"notice", "notice"},
@@ -124,7 +134,15 @@ const std::vector<std::string_view> kLayerKeys{
 const std::vector<std::string_view> kDaemonKeys{"listen", "log_level"};
 const std::vector<std::string_view> kAccountKeys{"user", "password_file", "password_env",
                                                  "password_credential", "password"};
-const std::vector<std::string_view> kHostOnlyKeys{"name", "addresses", "account", "endpoint"};
+const std::vector<std::string_view> kHostOnlyKeys{"name", "addresses", "account", "endpoint",
+                                                  "relay"};
+const std::vector<std::string_view> kRelayKeys{
+    "local_recipient",  "local_domains", "outside_recipient", "sender",
+    "signed_in_sender", "sign_in",       "interval",          "ports",
+    "vantage",          "policy"};
+const std::vector<std::string_view> kVantageKeys{"name", "source_address", "trusted"};
+const std::vector<std::string_view> kPolicyKeys{"port", "untrusted", "trusted", "signed_in"};
+constexpr milliseconds kDefaultRelayInterval{5 * 60 * 1000};
 const std::vector<std::string_view> kEndpointOnlyKeys{
     "service", "port", "security", "auth", "starttls_required", "mechanisms"};
 const std::vector<std::string_view> kTopKeys{"daemon", "defaults", "account", "host"};
@@ -291,6 +309,38 @@ bool isDomainName(std::string_view s) {
     }
   }
   return label > 0;
+}
+
+// "user@example.org": an RFC 5321 dot-atom local part (no quoting, nothing that could break or
+// inject into the MAIL FROM / RCPT TO line) and a domain name.
+bool isMailAddress(std::string_view s) {
+  size_t at = s.rfind('@');
+  if (at == std::string_view::npos || at == 0 || at > 64 || !isDomainName(s.substr(at + 1))) {
+    return false;
+  }
+  std::string_view local = s.substr(0, at);
+  if (local.front() == '.' || local.back() == '.' || local.find("..") != std::string_view::npos) {
+    return false;
+  }
+  return std::all_of(local.begin(), local.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view(".!#$%&'*+/=?^_`{|}~-").find(c) != std::string_view::npos;
+  });
+}
+
+// Domains reserved for examples and tests (RFC 2606, RFC 6761): nobody receives mail there.
+bool isReservedDomain(std::string_view domain) {
+  for (std::string_view reserved : {"example.com", "example.net", "example.org"}) {
+    if (domain == reserved || domain.ends_with("." + std::string(reserved))) {
+      return true;
+    }
+  }
+  for (std::string_view tld : {".test", ".example", ".invalid", ".localhost"}) {
+    if (domain.ends_with(tld)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 std::string joinNames(const std::vector<std::string_view>& names) {
@@ -637,6 +687,32 @@ struct EndpointDraft {
   std::vector<Pos> mechanism_pos;
 };
 
+struct VantageDraft {
+  Pos pos;
+  Setting<std::string> name, source_address;
+  Setting<bool> trusted;
+};
+
+struct PolicyDraft {
+  Pos pos;
+  Setting<int64_t> port;
+  Setting<RelayReach> untrusted, trusted, signed_in;
+};
+
+struct RelayDraft {
+  Pos pos;
+  Setting<std::string> local_recipient, outside_recipient, sender, signed_in_sender;
+  Setting<std::vector<std::string>> local_domains;
+  Setting<bool> sign_in;
+  Setting<milliseconds> interval;
+  Setting<std::vector<int64_t>> ports;
+  std::vector<Pos> port_pos;
+  std::vector<VantageDraft> vantages;
+  bool vantages_given = false;  // even if broken: no "at least one" error on top
+  std::vector<PolicyDraft> policies;
+  bool broken = false;  // [host.relay] was not a table: nothing more to say about it
+};
+
 struct HostDraft {
   Pos pos;
   Setting<std::string> name;
@@ -645,6 +721,7 @@ struct HostDraft {
   std::optional<AccountDraft> account;
   bool endpoints_given = false;
   std::vector<EndpointDraft> endpoints;
+  std::optional<RelayDraft> relay;
 };
 
 std::string describeEndpoint(const EndpointSpec& s) {
@@ -675,8 +752,9 @@ std::string describeDraft(const EndpointDraft& e) {
 
 class Loader {
  public:
-  Loader(Diagnostics& diag, const GetEnv& getenv, std::string base_dir)
-      : d_(diag), getenv_(getenv), base_dir_(std::move(base_dir)) {}
+  Loader(Diagnostics& diag, const GetEnv& getenv, std::string base_dir,
+         const AddressCheck& has_address)
+      : d_(diag), getenv_(getenv), base_dir_(std::move(base_dir)), has_address_(has_address) {}
 
   std::optional<Config> build(const toml::table& root);
 
@@ -709,6 +787,11 @@ class Loader {
   std::optional<std::vector<std::string>> readAddresses(std::string_view key, const toml::node& n);
   std::optional<std::vector<std::string>> readMechanisms(const toml::node& n,
                                                          std::vector<Pos>& positions);
+  std::optional<std::string> readMailAddress(std::string_view key, const toml::node& n,
+                                             bool empty_ok);
+  // An array of tables: `read` for each element; a type error or an empty list is reported.
+  template <class F>
+  void readTables(std::string_view key, std::string_view what, const toml::node& n, F read);
 
   template <class T>
   void set(Setting<T>& s, std::optional<T> value, const toml::node& n) {
@@ -728,10 +811,16 @@ class Loader {
                                              const Layer& defaults);
   std::optional<HostConfig> makeHost(HostDraft& host, const Layer& defaults,
                                      std::optional<AccountDraft>& top_account);
+  RelayDraft readRelay(const toml::node& n);
+  VantageDraft readVantage(const toml::node& n);
+  PolicyDraft readPolicy(const toml::node& n);
+  // Builds out.relay from the draft and the host's endpoints; false after an error.
+  bool makeRelay(const HostDraft& host, HostConfig& out, bool endpoints_ok);
 
   Diagnostics& d_;
   const GetEnv& getenv_;
   std::string base_dir_;
+  const AddressCheck& has_address_;
   std::optional<Pos> inline_password_;
 };
 
@@ -842,6 +931,8 @@ std::optional<E> Loader::readEnum(std::string_view key, const toml::node& n,
   std::string message = k(key) + ": " + quoted(s->get()) + " is not one of " + joinNames(names);
   if (key == "security" && lower(s->get()).starts_with("ssl")) {
     message += " (implicit TLS, which clients call SSL, is \"tls\")";
+  } else if (key == "untrusted" && s->get() == "all") {
+    message += ": an untrusted client that may send anywhere is an open relay";
   } else if (auto suggestion = closest(s->get(), names)) {
     message += "; did you mean \"" + std::string(*suggestion) + "\"?";
   }
@@ -1187,6 +1278,8 @@ std::optional<HostDraft> Loader::readHost(const toml::node& n) {
       set(h.addresses, readAddresses(name, value), value);
     } else if (name == "account") {
       h.account = readAccount(value, "[host.account]");
+    } else if (name == "relay") {
+      h.relay = readRelay(value);
     } else if (name == "endpoint") {
       h.endpoints_given = true;
       const auto* array = value.as_array();
@@ -1212,6 +1305,403 @@ std::optional<HostDraft> Loader::readHost(const toml::node& n) {
     d_.error(h.pos, d_.commandLine() ? "--host is required" : "[[host]]: name is required");
   }
   return h;
+}
+
+std::optional<std::string> Loader::readMailAddress(std::string_view key, const toml::node& n,
+                                                   bool empty_ok) {
+  std::optional<std::string> s = readString(key, n);
+  if (!s || (empty_ok && s->empty())) {
+    return s;
+  }
+  if (!isMailAddress(*s)) {
+    d_.error(at(n), k(key) + ": " + quoted(*s) +
+                        " is not a mail address like \"user@example.org\"" +
+                        (key == "sender" ? " (or \"\" for the null sender <>)" : ""));
+    return std::nullopt;
+  }
+  return s;
+}
+
+template <class F>
+void Loader::readTables(std::string_view key, std::string_view what, const toml::node& n, F read) {
+  const auto* array = n.as_array();
+  if (array == nullptr) {
+    typeError(key, std::string(what) + " tables", n);
+    return;
+  }
+  for (const toml::node& element : *array) {
+    read(element);
+  }
+}
+
+// Letters, digits, '.', '_' and '-': a vantage name becomes a label value and a word on pages.
+bool isVantageName(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+RelayDraft Loader::readRelay(const toml::node& n) {
+  RelayDraft r;
+  r.pos = at(n);
+  const auto* table = n.as_table();
+  if (table == nullptr) {
+    typeError("relay", "a table [host.relay]", n);
+    r.broken = true;
+    return r;
+  }
+  for (auto&& [key, value] : *table) {
+    std::string_view name = key.str();
+    if (name == "local_recipient" || name == "outside_recipient") {
+      set(name == "local_recipient" ? r.local_recipient : r.outside_recipient,
+          readMailAddress(name, value, false), value);
+    } else if (name == "sender" || name == "signed_in_sender") {
+      set(name == "sender" ? r.sender : r.signed_in_sender, readMailAddress(name, value, true),
+          value);
+    } else if (name == "local_domains") {
+      std::optional<std::vector<std::string>> domains;
+      if (const auto* array = value.as_array(); array == nullptr || array->empty()) {
+        typeError(name, "a non-empty array of domain names such as [\"example.org\"]", value);
+      } else {
+        domains.emplace();
+        for (const toml::node& element : *array) {
+          const auto* d = element.as_string();
+          if (d == nullptr || !isDomainName(d->get())) {
+            d_.error(at(element), k(name) + ": " + describe(element) + " is not a domain name");
+            domains.reset();
+            break;
+          }
+          domains->push_back(lower(d->get()));
+        }
+      }
+      set(r.local_domains, std::move(domains), value);
+    } else if (name == "sign_in") {
+      set(r.sign_in, readBool(name, value), value);
+    } else if (name == "interval") {
+      set(r.interval, readDuration(name, value), value);
+    } else if (name == "ports") {
+      std::optional<std::vector<int64_t>> ports;
+      if (const auto* array = value.as_array(); array == nullptr || array->empty()) {
+        typeError(name, "a non-empty array of port numbers such as [25, 587]", value);
+      } else {
+        ports.emplace();
+        for (const toml::node& element : *array) {
+          std::optional<int64_t> port = readPort(name, element);
+          if (port && std::find(ports->begin(), ports->end(), *port) != ports->end()) {
+            d_.error(at(element), k(name) + ": " + std::to_string(*port) + " is listed twice");
+            port.reset();
+          }
+          if (!port) {
+            ports.reset();
+            break;
+          }
+          ports->push_back(*port);
+          r.port_pos.push_back(at(element));
+        }
+      }
+      set(r.ports, std::move(ports), value);
+    } else if (name == "vantage") {
+      r.vantages_given = true;
+      readTables(name, "[[host.relay.vantage]]", value,
+                 [&](const toml::node& e) { r.vantages.push_back(readVantage(e)); });
+    } else if (name == "policy") {
+      readTables(name, "[[host.relay.policy]]", value,
+                 [&](const toml::node& e) { r.policies.push_back(readPolicy(e)); });
+    } else {
+      std::optional<std::string_view> typo_of = unknownKey(key, "[host.relay]", kRelayKeys);
+      if (typo_of == "local_recipient") {
+        r.local_recipient.given = true;
+      } else if (typo_of == "vantage") {
+        r.vantages_given = true;
+      }
+    }
+  }
+  return r;
+}
+
+VantageDraft Loader::readVantage(const toml::node& n) {
+  VantageDraft v;
+  v.pos = at(n);
+  const auto* table = n.as_table();
+  if (table == nullptr) {
+    typeError("vantage", "a [[host.relay.vantage]] table", n);
+    v.name.given = v.source_address.given = true;
+    return v;
+  }
+  for (auto&& [key, value] : *table) {
+    std::string_view name = key.str();
+    if (name == "name") {
+      std::optional<std::string> vantage = readString(name, value);
+      if (vantage && !isVantageName(*vantage)) {
+        d_.error(at(value), k(name) + ": " + quoted(*vantage) +
+                                " is not a vantage name (letters, digits, '.', '_' and '-', at "
+                                "most 64)");
+        vantage.reset();
+      }
+      set(v.name, std::move(vantage), value);
+    } else if (name == "source_address") {
+      std::optional<std::string> address = readString(name, value);
+      if (address && !isIpv4(*address) && !isIpv6(*address)) {
+        d_.error(at(value), k(name) + ": " + quoted(*address) + " is not an IPv4 or IPv6 address");
+        address.reset();
+      } else if (address) {
+        // Checked now: a vantage the machine lacks is a config error, not a stream of failures.
+        std::string why = has_address_ ? has_address_(*address) : "";
+        if (!why.empty()) {
+          d_.error(at(value), k(name) + ": " + *address + " is not an address of this machine (" +
+                                  why + "); a vantage is a local address the probe sends from");
+          address.reset();
+        }
+      }
+      set(v.source_address, std::move(address), value);
+    } else if (name == "trusted") {
+      set(v.trusted, readBool(name, value), value);
+    } else {
+      std::optional<std::string_view> typo_of =
+          unknownKey(key, "[[host.relay.vantage]]", kVantageKeys);
+      if (typo_of == "name") {
+        v.name.given = true;
+      } else if (typo_of == "source_address") {
+        v.source_address.given = true;
+      }
+    }
+  }
+  if (!v.name.given) {
+    d_.error(v.pos, "[[host.relay.vantage]]: name is required");
+  }
+  if (!v.source_address.given) {
+    d_.error(v.pos,
+             "[[host.relay.vantage]]: source_address is required (an address of this machine)");
+  }
+  return v;
+}
+
+PolicyDraft Loader::readPolicy(const toml::node& n) {
+  PolicyDraft p;
+  p.pos = at(n);
+  const auto* table = n.as_table();
+  if (table == nullptr) {
+    typeError("policy", "a [[host.relay.policy]] table", n);
+    p.port.given = true;
+    return p;
+  }
+  for (auto&& [key, value] : *table) {
+    std::string_view name = key.str();
+    if (name == "port") {
+      set(p.port, readPort(name, value), value);
+    } else if (name == "untrusted") {
+      set(p.untrusted, readEnum(name, value, kUntrustedReach), value);
+    } else if (name == "trusted") {
+      set(p.trusted, readEnum(name, value, kTrustedReach), value);
+    } else if (name == "signed_in") {
+      set(p.signed_in, readEnum(name, value, kSignedInReach), value);
+    } else if (unknownKey(key, "[[host.relay.policy]]", kPolicyKeys) == "port") {
+      p.port.given = true;
+    }
+  }
+  if (!p.port.given) {
+    d_.error(p.pos, "[[host.relay.policy]]: port is required");
+  }
+  return p;
+}
+
+bool Loader::makeRelay(const HostDraft& host, HostConfig& out, bool endpoints_ok) {
+  const RelayDraft& r = *host.relay;
+  if (r.broken) {
+    return false;
+  }
+  bool ok = true;
+  std::string host_label = "host " + quoted(out.name);
+
+  // The host's SMTP endpoints, one per port (the first listed), in config order.
+  std::vector<const EndpointConfig*> smtp;
+  for (const EndpointConfig& e : out.endpoints) {
+    bool seen = std::any_of(smtp.begin(), smtp.end(),
+                            [&](const EndpointConfig* x) { return x->spec.port == e.spec.port; });
+    if (e.spec.service == Service::Smtp && !seen) {
+      smtp.push_back(&e);
+    }
+  }
+  auto endpointFor = [&](int64_t port) -> const EndpointConfig* {
+    for (const EndpointConfig* e : smtp) {
+      if (e->spec.port == port) {
+        return e;
+      }
+    }
+    return nullptr;
+  };
+  std::string smtp_ports;
+  for (const EndpointConfig* e : smtp) {
+    smtp_ports += (smtp_ports.empty() ? "" : ", ") + std::to_string(e->spec.port);
+  }
+  if (smtp.empty()) {
+    if (endpoints_ok) {
+      d_.error(r.pos, "[host.relay]: " + host_label + " has no smtp endpoint to check");
+    }
+    return false;
+  }
+
+  std::vector<const EndpointConfig*> checked;
+  if (r.ports.value) {
+    for (size_t i = 0; i < r.ports.value->size(); ++i) {
+      int64_t port = (*r.ports.value)[i];
+      if (const EndpointConfig* e = endpointFor(port)) {
+        checked.push_back(e);
+      } else if (endpoints_ok) {
+        d_.error(r.port_pos[i], k("ports") + ": " + std::to_string(port) +
+                                    " is not an smtp endpoint of " + host_label + " (" +
+                                    smtp_ports + ")");
+        ok = false;
+      }
+    }
+  } else if (!r.ports.given) {
+    checked = smtp;
+  } else {
+    ok = false;
+  }
+
+  // Recipients: the local one must be local, the outside one must not.
+  if (!r.local_recipient.given) {
+    d_.error(r.pos,
+             "[host.relay]: local_recipient is required: an existing mailbox of the platform "
+             "(it is only asked at RCPT TO, never sent anything)");
+    ok = false;
+  }
+  std::vector<std::string> domains;
+  auto domainOf = [](const std::string& address) {
+    return lower(address.substr(address.rfind('@') + 1));
+  };
+  if (r.local_domains.value) {
+    domains = *r.local_domains.value;
+  } else if (r.local_recipient.value) {
+    domains = {domainOf(*r.local_recipient.value)};
+  }
+  auto isLocal = [&](const std::string& address) {
+    return std::find(domains.begin(), domains.end(), domainOf(address)) != domains.end();
+  };
+  if (r.local_recipient.value && r.local_domains.value && !isLocal(*r.local_recipient.value)) {
+    d_.error(r.local_recipient.pos, k("local_recipient") + ": " + quoted(*r.local_recipient.value) +
+                                        " is not in local_domains" +
+                                        d_.seeLine(r.local_domains.pos, "at line"));
+    ok = false;
+  }
+  std::string outside = r.outside_recipient.value.value_or(RelaySpec{}.outside_recipient);
+  if (r.outside_recipient.given && !r.outside_recipient.value) {
+    ok = false;
+  } else if (!domains.empty() && isLocal(outside)) {
+    const Pos& where = r.outside_recipient.given
+                           ? r.outside_recipient.pos
+                           : (r.local_domains.given ? r.local_domains.pos : r.local_recipient.pos);
+    d_.error(where, k("outside_recipient") + ": " + quoted(outside) +
+                        " is in a local domain of the platform: it would not test relaying; give "
+                        "an address outside " +
+                        domains.front());
+    ok = false;
+  } else if (!isReservedDomain(domainOf(outside))) {
+    d_.warning(r.outside_recipient.pos,
+               k("outside_recipient") + ": " + quoted(outside) +
+                   " is not on a reserved domain (example.com, example.net): nothing is ever sent "
+                   "to it (no DATA), but an open relay would accept it at RCPT TO");
+  }
+
+  // Vantages: unique names and addresses.
+  std::vector<RelayVantage> vantages;
+  std::map<std::string, Pos> names, sources;
+  for (const VantageDraft& v : r.vantages) {
+    if (!v.name.value || !v.source_address.value) {
+      ok = false;
+      continue;
+    }
+    if (auto [it, fresh] = names.emplace(*v.name.value, v.name.pos); !fresh) {
+      d_.error(v.name.pos, "duplicate vantage " + quoted(*v.name.value) +
+                               d_.seeLine(it->second, "first defined at line"));
+      ok = false;
+      continue;
+    }
+    if (auto [it, fresh] = sources.emplace(*v.source_address.value, v.source_address.pos); !fresh) {
+      d_.error(v.source_address.pos, k("source_address") + ": " + *v.source_address.value +
+                                         " is already another vantage's" +
+                                         d_.seeLine(it->second, "at line"));
+      ok = false;
+      continue;
+    }
+    vantages.push_back({*v.name.value, *v.source_address.value, v.trusted.value.value_or(false)});
+  }
+  if (r.vantages.empty() && !r.vantages_given) {
+    d_.error(r.pos,
+             "[host.relay]: at least one [[host.relay.vantage]] is required: a local address to "
+             "send from, inside the trusted networks (trusted = true) or not");
+    ok = false;
+  }
+
+  // Signed-in cells need the probe account: every endpoint that logs in already does, and
+  // relayAuthStates() leaves signed_in out where the endpoint never logs in.
+  bool sign_in = r.sign_in.value.value_or(true);
+
+  // Per-port policies over the platform's defaults.
+  std::map<int64_t, const PolicyDraft*> policies;
+  for (const PolicyDraft& p : r.policies) {
+    if (!p.port.value) {
+      ok = false;
+      continue;
+    }
+    bool is_checked = std::any_of(checked.begin(), checked.end(), [&](const EndpointConfig* e) {
+      return e->spec.port == *p.port.value;
+    });
+    if (!is_checked) {
+      if (endpoints_ok) {
+        d_.error(p.port.pos,
+                 k("port") + ": " + std::to_string(*p.port.value) +
+                     (endpointFor(*p.port.value) != nullptr
+                          ? " is not among the relay ports" + d_.seeLine(r.ports.pos, "at line")
+                          : " is not an smtp endpoint of " + host_label + " (" + smtp_ports + ")"));
+      }
+      ok = false;
+      continue;
+    }
+    if (auto [it, fresh] = policies.emplace(*p.port.value, &p); !fresh) {
+      d_.error(p.port.pos, "duplicate relay policy for port " + std::to_string(*p.port.value) +
+                               d_.seeLine(it->second->port.pos, "first defined at line"));
+      ok = false;
+    }
+    if ((p.untrusted.given && !p.untrusted.value) || (p.trusted.given && !p.trusted.value) ||
+        (p.signed_in.given && !p.signed_in.value)) {
+      ok = false;
+    }
+  }
+  if (r.interval.given && !r.interval.value) {
+    ok = false;
+  }
+  for (const auto* s : {&r.sender, &r.signed_in_sender}) {
+    ok = ok && !(s->given && !s->value);
+  }
+  if (!ok) {
+    return false;
+  }
+
+  for (const EndpointConfig* e : checked) {
+    RelayConfig rc;
+    rc.interval = r.interval.value.value_or(kDefaultRelayInterval);
+    RelaySpec& spec = rc.spec;
+    spec.endpoint = e->spec;
+    spec.endpoint.source_address.clear();
+    spec.vantages = vantages;
+    spec.local_recipient = *r.local_recipient.value;
+    spec.outside_recipient = outside;
+    spec.sender = r.sender.value.value_or("");
+    spec.signed_in_sender = r.signed_in_sender.value.value_or("");
+    spec.sign_in = sign_in;
+    spec.policy = defaultRelayPolicy(e->spec);
+    if (auto it = policies.find(e->spec.port); it != policies.end()) {
+      const PolicyDraft& p = *it->second;
+      spec.policy.untrusted = p.untrusted.value.value_or(spec.policy.untrusted);
+      spec.policy.trusted = p.trusted.value.value_or(spec.policy.trusted);
+      spec.policy.signed_in = p.signed_in.value.value_or(spec.policy.signed_in);
+    }
+    out.relay.push_back(std::move(rc));
+  }
+  return true;
 }
 
 std::optional<EndpointConfig> Loader::makeEndpoint(const HostDraft& host, const EndpointDraft& e,
@@ -1375,10 +1865,12 @@ std::optional<HostConfig> Loader::makeHost(HostDraft& host, const Layer& default
   }
   const std::vector<EndpointDraft>& drafts = host.endpoints_given ? host.endpoints : defaults_five;
   std::map<std::tuple<uint16_t, Security, std::string>, Pos> seen;
+  bool endpoints_ok = true;
   for (const EndpointDraft& draft : drafts) {
     std::optional<EndpointConfig> endpoint = makeEndpoint(host, draft, defaults);
     if (!endpoint) {
       ok = false;
+      endpoints_ok = false;
       continue;
     }
     const EndpointSpec& spec = endpoint->spec;
@@ -1442,6 +1934,9 @@ std::optional<HostConfig> Loader::makeHost(HostDraft& host, const Layer& default
     out.account.user = *account->user;
     out.account.password = *account->password;
     out.account_source = account->source;
+  }
+  if (host.relay && !makeRelay(host, out, endpoints_ok && host.name.value)) {
+    ok = false;
   }
   if (!ok) {
     return std::nullopt;
@@ -1598,7 +2093,7 @@ bool inPasswordValue(std::string_view text, uint32_t error_line) {
 }
 
 LoadResult loadInternal(std::string_view text, const std::string& path, const GetEnv& getenv,
-                        std::optional<mode_t> file_mode) {
+                        const AddressCheck& has_address, std::optional<mode_t> file_mode) {
   LoadResult result;
   toml::table root;
   try {
@@ -1615,7 +2110,7 @@ LoadResult loadInternal(std::string_view text, const std::string& path, const Ge
     return result;
   }
   Diagnostics diag(path, false);
-  Loader loader(diag, getenv, directoryOf(path));
+  Loader loader(diag, getenv, directoryOf(path), has_address);
   std::optional<Config> config = loader.build(root);
   if (file_mode && (*file_mode & (S_IRGRP | S_IROTH)) && loader.inlinePassword()) {
     diag.warning(*loader.inlinePassword(),
@@ -1636,12 +2131,41 @@ LoadResult loadInternal(std::string_view text, const std::string& path, const Ge
 
 }  // namespace
 
-LoadResult loadConfigFromString(std::string_view toml, const std::string& path_for_errors,
-                                const GetEnv& getenv) {
-  return loadInternal(toml, path_for_errors, getenv, std::nullopt);
+AddressCheck bindableAddressCheck() {
+  return [](const std::string& address) -> std::string {
+    sockaddr_storage a{};
+    socklen_t length = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&a);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&a);
+    if (inet_pton(AF_INET, address.c_str(), &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+      length = sizeof *v4;
+    } else if (inet_pton(AF_INET6, address.c_str(), &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      length = sizeof *v6;
+    } else {
+      return "not an IP address";
+    }
+    int fd = ::socket(a.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      return std::strerror(errno);
+    }
+    std::string why;
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&a), length) != 0) {
+      why = std::strerror(errno);
+    }
+    ::close(fd);
+    return why;
+  };
 }
 
-LoadResult loadConfig(const std::string& path, const GetEnv& getenv) {
+LoadResult loadConfigFromString(std::string_view toml, const std::string& path_for_errors,
+                                const GetEnv& getenv, const AddressCheck& has_address) {
+  return loadInternal(toml, path_for_errors, getenv, has_address, std::nullopt);
+}
+
+LoadResult loadConfig(const std::string& path, const GetEnv& getenv,
+                      const AddressCheck& has_address) {
   std::string text, error;
   mode_t mode = 0;
   if (!readSmallFile(path, 16 << 20, text, error, &mode)) {
@@ -1652,7 +2176,7 @@ LoadResult loadConfig(const std::string& path, const GetEnv& getenv) {
     }
     return LoadResult{std::nullopt, {ConfigError{path, 0, 0, error}}};
   }
-  return loadInternal(text, path, getenv, mode);
+  return loadInternal(text, path, getenv, has_address, mode);
 }
 
 LoadResult adHocConfig(const AdHocOptions& o, const GetEnv& getenv) {
@@ -1764,7 +2288,8 @@ LoadResult adHocConfig(const AdHocOptions& o, const GetEnv& getenv) {
   hosts.push_back(std::move(host));
   root.insert("host", std::move(hosts));
 
-  Loader loader(diag, getenv, "");
+  const AddressCheck no_relay_in_ad_hoc_form;
+  Loader loader(diag, getenv, "", no_relay_in_ad_hoc_form);
   std::optional<Config> config = loader.build(root);
   LoadResult result;
   result.errors = diag.takeErrors();

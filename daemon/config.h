@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "probes/probe_spec.h"
+#include "probes/relay.h"
 
 namespace mailprobe {
 
@@ -38,10 +39,17 @@ struct EndpointConfig {
   std::chrono::milliseconds interval{60'000};
 };
 
+// The relay rules of one SMTP endpoint of a host ([host.relay]): checked on their own schedule.
+struct RelayConfig {
+  RelaySpec spec;  // spec.endpoint is the host's endpoint for that port
+  std::chrono::milliseconds interval{300'000};
+};
+
 struct HostConfig {
   std::string name;
   std::vector<EndpointConfig> endpoints;
-  Credentials account;  // resolved password; empty when no endpoint of this host logs in
+  std::vector<RelayConfig> relay;  // one per SMTP port checked; empty without [host.relay]
+  Credentials account;             // resolved password; empty when no endpoint of this host logs in
   // Where the password came from, for logs, never the secret: "file /etc/mailprobed/pw",
   // "env MAILPROBED_PASSWORD", "credential probe-password", "inline"; "" without an account.
   std::string account_source;
@@ -72,11 +80,19 @@ struct LoadResult {
 using GetEnv = std::function<std::optional<std::string>(const std::string&)>;
 GetEnv processEnv();
 
+// Whether this machine has a local address (a relay vantage): "" if a socket can be bound to it
+// (port 0), else the system's reason ("Cannot assign requested address"). Tests fake it to load
+// example configs written for other machines.
+using AddressCheck = std::function<std::string(const std::string& address)>;
+AddressCheck bindableAddressCheck();
+
 // Relative paths inside the file (password_file, ca_file) are relative to the directory of
 // `path` (of `path_for_errors` for loadConfigFromString).
-LoadResult loadConfig(const std::string& path, const GetEnv& getenv = processEnv());
+LoadResult loadConfig(const std::string& path, const GetEnv& getenv = processEnv(),
+                      const AddressCheck& has_address = bindableAddressCheck());
 LoadResult loadConfigFromString(std::string_view toml, const std::string& path_for_errors,
-                                const GetEnv& getenv = processEnv());
+                                const GetEnv& getenv = processEnv(),
+                                const AddressCheck& has_address = bindableAddressCheck());
 
 // The ad-hoc form `mailprobed check --host H [--port P ...] --user U --password-file F`.
 // Values are taken as typed on the command line; they go through the same validation as the

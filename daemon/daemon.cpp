@@ -6,6 +6,7 @@
 #include <ctime>
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "daemon/http_server.h"
 #include "daemon/log.h"
@@ -89,8 +90,12 @@ class Daemon {
 
     scheduler_ = std::make_unique<Scheduler>(
         &loop_, Scheduler::Options{.max_in_flight = kMaxProbesInFlight},
-        [this](const std::string& key, std::vector<ProbeResult> results) {
-          onResult(key, std::move(results));
+        [this](const std::string& key, RunResults results) {
+          if (relay_index_.count(key) != 0) {
+            onRelayResult(key, std::move(results.relay));
+          } else {
+            onResult(key, std::move(results.endpoints));
+          }
         },
         [this](const std::string& key, double) { onStart(key); });
     applyConfig();
@@ -108,8 +113,12 @@ class Daemon {
 
     startSignals();
     startTimers();
-    std::string ready = "probing " + std::to_string(states_.size()) + " endpoints, listening on " +
-                        config_.daemon.listen;
+    std::string ready =
+        "probing " + std::to_string(states_.size()) + " endpoints" +
+        (relay_states_.empty() ? std::string()
+                               : " and the relay rules of " + std::to_string(relay_states_.size()) +
+                                     " smtp endpoints") +
+        ", listening on " + config_.daemon.listen;
     log::notice("started: " + ready + " (port " + std::to_string(http_->port()) + ")");
     notifier_.ready(ready);
 
@@ -119,14 +128,17 @@ class Daemon {
   }
 
  private:
-  // Endpoints from the config, in config order, keeping the state of those that stay.
+  // Endpoints and relay checks from the config, in config order, keeping the state of those
+  // that stay.
   void applyConfig() {
     std::vector<ScheduledEndpoint> scheduled;
     std::vector<EndpointState> states;
+    std::vector<RelayState> relay_states;
+    std::map<std::string, size_t> index, relay_index;
     for (const auto& host : config_.hosts) {
       for (const auto& ep : host.endpoints) {
         std::string key = endpointKey(ep.spec);
-        scheduled.push_back({key, ep.spec, host.account, ep.interval});
+        scheduled.push_back({key, ep.spec, host.account, ep.interval, std::nullopt});
         EndpointState state;
         if (auto it = index_.find(key); it != index_.end()) {
           state = std::move(states_[it->second]);
@@ -136,20 +148,88 @@ class Daemon {
         state.service = ep.spec.service;
         state.security = ep.spec.security;
         state.interval_seconds = static_cast<double>(ep.interval.count()) / 1000.0;
+        index[key] = states.size();
         states.push_back(std::move(state));
+      }
+      for (const auto& rc : host.relay) {
+        std::string key = "relay|" + endpointKey(rc.spec.endpoint);
+        scheduled.push_back({key, rc.spec.endpoint, host.account, rc.interval, rc.spec});
+        RelayState state;
+        if (auto it = relay_index_.find(key); it != relay_index_.end()) {
+          state = std::move(relay_states_[it->second]);
+        }
+        state.host = endpointTarget(rc.spec.endpoint);
+        state.port = rc.spec.endpoint.port;
+        state.security = rc.spec.endpoint.security;
+        state.interval_seconds = static_cast<double>(rc.interval.count()) / 1000.0;
+        state.vantages = rc.spec.vantages;
+        relay_index[key] = relay_states.size();
+        relay_states.push_back(std::move(state));
       }
     }
     states_ = std::move(states);
-    index_.clear();
-    for (size_t i = 0; i < scheduled.size(); ++i) {
-      index_[scheduled[i].key] = i;
-    }
+    relay_states_ = std::move(relay_states);
+    index_ = std::move(index);
+    relay_index_ = std::move(relay_index);
     scheduler_->setEndpoints(std::move(scheduled));
   }
 
   void onStart(const std::string& key) {
     if (auto it = index_.find(key); it != index_.end()) {
       states_[it->second].in_flight = true;
+    } else if (auto r = relay_index_.find(key); r != relay_index_.end()) {
+      relay_states_[r->second].in_flight = true;
+    }
+  }
+
+  void onRelayResult(const std::string& key, std::vector<RelayCell> cells) {
+    auto it = relay_index_.find(key);
+    if (it == relay_index_.end()) {
+      return;  // removed by a reload while it ran
+    }
+    RelayState& s = relay_states_[it->second];
+    bool was_known = !s.last.empty();
+    std::set<std::string> was_failing;
+    for (const auto& c : s.last) {
+      if (!c.ok()) {
+        was_failing.insert(c.sentence);
+      }
+    }
+    s.in_flight = false;
+    s.last = std::move(cells);
+    s.last_run_timestamp = unixNow();
+    ++s.runs_total;
+    std::set<FailureReason> reasons;
+    for (const auto& c : s.last) {
+      if (!c.ok()) {
+        reasons.insert(c.reason);
+      }
+    }
+    for (FailureReason r : reasons) {
+      ++s.failures_total[r];
+    }
+
+    // A cell that starts failing is one line; an open relay is an error, the loudest there is.
+    std::string name = "relay rules of smtp " + std::to_string(s.port) + " on " + s.host;
+    bool failing = false;
+    for (const auto& c : s.last) {
+      if (c.ok()) {
+        continue;
+      }
+      failing = true;
+      if (was_failing.count(c.sentence) != 0) {
+        continue;
+      }
+      std::string line = "RELAY: " + c.sentence + (c.detail.empty() ? "" : " (" + c.detail + ")");
+      if (c.reason == FailureReason::OpenRelay) {
+        log::error(line);
+      } else {
+        log::warning(line);
+      }
+    }
+    if (!failing && (!was_known || !was_failing.empty())) {
+      log::notice(std::string(was_known ? "RELAY OK again: " : "RELAY OK: ") + name + ", " +
+                  std::to_string(s.last.size()) + " cells as expected");
     }
   }
 
@@ -206,6 +286,7 @@ class Daemon {
     snap->daemon.probes_in_flight = static_cast<int>(scheduler_->inFlight());
     snap->daemon.max_probes_in_flight = static_cast<int>(kMaxProbesInFlight);
     snap->endpoints = states_;
+    snap->relay = relay_states_;
     std::lock_guard<std::mutex> lock(snapshot_mutex_);
     snapshot_ = std::move(snap);
   }
@@ -244,7 +325,8 @@ class Daemon {
       stats_.config_last_reload_successful = true;
       stats_.config_last_reload_success_timestamp = unixNow();
       stats_.config_last_reload_error.clear();
-      log::notice("config reloaded: " + std::to_string(states_.size()) + " endpoints");
+      log::notice("config reloaded: " + std::to_string(states_.size()) + " endpoints, " +
+                  std::to_string(relay_states_.size()) + " relay checks");
     }
     publish();
     notifier_.ready(stats_.config_last_reload_successful ? "probing" : "reload refused");
@@ -337,6 +419,8 @@ class Daemon {
   std::unique_ptr<HttpServer> http_;
   std::vector<EndpointState> states_;
   std::map<std::string, size_t> index_;
+  std::vector<RelayState> relay_states_;
+  std::map<std::string, size_t> relay_index_;
   mutable std::mutex snapshot_mutex_;
   SnapshotPtr snapshot_;
   uv_signal_t sighup_{}, sigterm_{}, sigint_{};

@@ -65,6 +65,19 @@ Labels plus(Labels base, std::initializer_list<std::pair<const char*, std::strin
   return base;
 }
 
+// One series per failure reason, every reason from the start (0 until it happens).
+void reasonCounters(MetricFamily& f, const Labels& base,
+                    const std::map<FailureReason, uint64_t>& counts) {
+  for (FailureReason reason : allFailureReasons()) {
+    if (reason == FailureReason::None) {
+      continue;
+    }
+    auto it = counts.find(reason);
+    counter(f, plus(base, {{"reason", toString(reason)}}),
+            it == counts.end() ? 0 : static_cast<double>(it->second));
+  }
+}
+
 Labels endpointLabels(const EndpointState& e) {
   return {{"host", e.host},
           {"port", std::to_string(e.port)},
@@ -131,6 +144,95 @@ std::string upper(std::string_view s) {
     c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   }
   return out;
+}
+
+// The cells of one relay check that share a vantage, auth state and recipient: one per address
+// probed. Like an address family, the group is only as good as its worst cell.
+struct CellGroup {
+  const RelayCell* shown = nullptr;  // the first failing cell, else the first
+  bool ok = true;
+  bool open = false;
+};
+
+std::string_view trustedLabel(bool trusted) {
+  return trusted ? "true" : "false";
+}
+
+void relayMetrics(FamilySet& set, const Snapshot& s) {
+  const auto G = MetricType::Gauge;
+  auto& interval = set.add("mailprobe_relay_interval_seconds",
+                           "Configured time between two runs of the relay check.", G);
+  auto& runs = set.add("mailprobe_relay_runs_total", "Completed runs of the relay check.",
+                       MetricType::Counter);
+  auto& failures = set.add("mailprobe_relay_failures_total",
+                           "Completed relay check runs in which at least one cell had this "
+                           "reason (each reason counted once per run). Every reason exists from "
+                           "the start at 0.",
+                           MetricType::Counter);
+  auto& last_run = set.add("mailprobe_relay_last_run_timestamp_seconds",
+                           "Unix time at which the last run of the relay check ended; 0 before "
+                           "the first run.",
+                           G);
+  auto& open = set.add("mailprobe_relay_open",
+                       "1 if the most recent relay check found an open relay from this vantage "
+                       "(an outside recipient accepted where refusal was expected), else 0.",
+                       G);
+  auto& cell_ok = set.add("mailprobe_relay_cell_ok",
+                          "1 if the server answered this relay cell as the policy expects in "
+                          "the most recent run (every address probed), else 0.",
+                          G);
+  auto& cell_info = set.add("mailprobe_relay_cell_info",
+                            "What the policy expects of a relay cell, what the server answered "
+                            "(accept, refuse, or none when it was not asked) and the reason; "
+                            "always 1.",
+                            G);
+  auto& reply_code = set.add("mailprobe_relay_reply_code",
+                             "The SMTP reply code the relay cell got at RCPT TO (or MAIL FROM); "
+                             "0 when it was not asked. 4xx is temporary, 5xx permanent.",
+                             G);
+
+  for (const RelayState& r : s.relay) {
+    const Labels base{{"host", r.host}, {"port", std::to_string(r.port)}};
+    gauge(interval, base, r.interval_seconds);
+    counter(runs, base, static_cast<double>(r.runs_total));
+    reasonCounters(failures, base, r.failures_total);
+    gauge(last_run, base, static_cast<double>(r.last_run_timestamp));
+    if (r.last.empty()) {
+      continue;
+    }
+    // Vantage by vantage in config order, then auth state and recipient.
+    for (const RelayVantage& v : r.vantages) {
+      bool vantage_open = false;
+      std::map<std::pair<RelayAuth, RelayRecipient>, CellGroup> groups;
+      for (const RelayCell& c : r.last) {
+        if (c.vantage != v.name) {
+          continue;
+        }
+        CellGroup& g = groups[{c.auth, c.recipient}];
+        if (g.shown == nullptr || (g.ok && !c.ok())) {
+          g.shown = &c;
+        }
+        g.ok = g.ok && c.ok();
+        g.open = g.open || c.reason == FailureReason::OpenRelay;
+        vantage_open = vantage_open || g.open;
+      }
+      gauge(open, plus(base, {{"vantage", v.name}}), vantage_open ? 1 : 0);
+      for (const auto& [key, g] : groups) {
+        const RelayCell& c = *g.shown;
+        const Labels cell = plus(base, {{"vantage", v.name},
+                                        {"auth", toString(key.first)},
+                                        {"recipient", toString(key.second)}});
+        gauge(cell_ok, cell, g.ok ? 1 : 0);
+        gauge(cell_info,
+              plus(cell, {{"trusted", trustedLabel(v.trusted)},
+                          {"expected", toString(c.expected)},
+                          {"observed", c.observed ? toString(*c.observed) : "none"},
+                          {"reason", toString(c.reason)}}),
+              1);
+        gauge(reply_code, cell, c.code);
+      }
+    }
+  }
 }
 
 }  // namespace
@@ -288,14 +390,7 @@ std::vector<MetricFamily> buildMetrics(const Snapshot& s) {
 
     gauge(interval, base, e.interval_seconds);
     counter(runs, base, static_cast<double>(e.runs_total));
-    for (FailureReason reason : allFailureReasons()) {
-      if (reason == FailureReason::None) {
-        continue;
-      }
-      auto it = e.failures_total.find(reason);
-      counter(failures, plus(base, {{"reason", toString(reason)}}),
-              it == e.failures_total.end() ? 0 : static_cast<double>(it->second));
-    }
+    reasonCounters(failures, base, e.failures_total);
 
     // The snapshot holds cumulative counts already; keep them monotonic and within the count
     // so that the exposition stays a valid histogram even if a writer slips.
@@ -416,6 +511,7 @@ std::vector<MetricFamily> buildMetrics(const Snapshot& s) {
       }
     }
   }
+  relayMetrics(set, s);
   return set.take();
 }
 

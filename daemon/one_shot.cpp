@@ -3,27 +3,42 @@
 #include <uv.h>
 
 #include <cassert>
+#include <functional>
 
 #include "probes/endpoint_probe.h"
+#include "probes/relay_probe.h"
 
 namespace mailprobe {
 
-std::vector<ProbeResult> runOnce(const std::vector<ProbeJob>& jobs, size_t parallel) {
+OneShotResults runAllOnce(const std::vector<ProbeJob>& jobs, const std::vector<RelayJob>& relay,
+                          size_t parallel) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   std::vector<std::vector<ProbeResult>> per_job(jobs.size());
+  std::vector<std::vector<RelayCell>> per_relay(relay.size());
+  const size_t total = jobs.size() + relay.size();
   size_t next = 0;
   size_t running = 0;
   std::function<void()> launch = [&]() {
-    while (running < parallel && next < jobs.size()) {
+    while (running < parallel && next < total) {
       size_t index = next++;
       ++running;
-      EndpointProbe::start(&loop, jobs[index].spec, jobs[index].credentials, nullptr,
-                           [&, index](std::vector<ProbeResult> results) {
-                             per_job[index] = std::move(results);
-                             --running;
-                             launch();
-                           });
+      if (index < jobs.size()) {
+        EndpointProbe::start(&loop, jobs[index].spec, jobs[index].credentials, nullptr,
+                             [&, index](std::vector<ProbeResult> results) {
+                               per_job[index] = std::move(results);
+                               --running;
+                               launch();
+                             });
+        continue;
+      }
+      size_t r = index - jobs.size();
+      RelayProbe::start(&loop, relay[r].spec, relay[r].credentials, nullptr,
+                        [&, r](std::vector<RelayCell> cells) {
+                          per_relay[r] = std::move(cells);
+                          --running;
+                          launch();
+                        });
     }
   };
   launch();
@@ -31,13 +46,22 @@ std::vector<ProbeResult> runOnce(const std::vector<ProbeJob>& jobs, size_t paral
   int rc = uv_loop_close(&loop);
   assert(rc == 0 && "a probe left a live handle behind");
   (void)rc;
-  std::vector<ProbeResult> all;
+  OneShotResults all;
   for (auto& results : per_job) {
     for (auto& r : results) {
-      all.push_back(std::move(r));
+      all.endpoints.push_back(std::move(r));
+    }
+  }
+  for (auto& cells : per_relay) {
+    for (auto& c : cells) {
+      all.relay.push_back(std::move(c));
     }
   }
   return all;
+}
+
+std::vector<ProbeResult> runOnce(const std::vector<ProbeJob>& jobs, size_t parallel) {
+  return runAllOnce(jobs, {}, parallel).endpoints;
 }
 
 }  // namespace mailprobe

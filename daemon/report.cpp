@@ -55,13 +55,21 @@ Status statusOf(const ProbeResult& r, const Thresholds& t, int64_t now) {
   return Status::Ok;
 }
 
-Status overallStatus(const std::vector<ProbeResult>& results, const Thresholds& t, int64_t now) {
-  if (results.empty()) {
+Status statusOf(const RelayCell& c) {
+  return c.ok() ? Status::Ok : Status::Critical;
+}
+
+Status overallStatus(const std::vector<ProbeResult>& results, const Thresholds& t, int64_t now,
+                     const std::vector<RelayCell>& relay) {
+  if (results.empty() && relay.empty()) {
     return Status::Unknown;
   }
   Status worst = Status::Ok;
   for (const auto& r : results) {
     worst = std::max(worst, statusOf(r, t, now));
+  }
+  for (const auto& c : relay) {
+    worst = std::max(worst, statusOf(c));
   }
   return worst;
 }
@@ -123,17 +131,118 @@ nlohmann::json toJson(const ProbeResult& r, int64_t now) {
   return e;
 }
 
-nlohmann::json reportJson(const std::vector<ProbeResult>& results, int64_t now) {
+nlohmann::json toJson(const RelayCell& c) {
+  using nlohmann::json;
+  return {
+      {"host", c.host},
+      {"address", c.address},
+      {"port", c.port},
+      {"security", toString(c.security)},
+      {"vantage", c.vantage},
+      {"source_address", c.source_address},
+      {"trusted", c.trusted},
+      {"auth", toString(c.auth)},
+      {"recipient", toString(c.recipient)},
+      {"expected", toString(c.expected)},
+      {"observed", c.observed ? json(toString(*c.observed)) : json(nullptr)},
+      {"code", c.code != 0 ? json(c.code) : json(nullptr)},
+      {"enhanced_code", c.enhanced.empty() ? json(nullptr) : json(c.enhanced)},
+      {"temporary", c.code != 0 ? json(c.temporary()) : json(nullptr)},
+      {"at_mail_from", c.at_mail_from},
+      {"reason", toString(c.reason)},
+      {"phase", c.ok() ? json(nullptr) : json(toString(c.phase))},
+      {"sentence", c.sentence},
+      {"detail", c.detail},
+      {"started_at", isoTime(c.started_at)},
+      {"duration_seconds", c.duration_seconds},
+  };
+}
+
+nlohmann::json reportJson(const std::vector<ProbeResult>& results, int64_t now,
+                          const std::vector<RelayCell>& relay) {
   nlohmann::json endpoints = nlohmann::json::array();
   for (const auto& r : results) {
     endpoints.push_back(toJson(r, now));
   }
-  return {{"endpoints", endpoints},
-          {"relay", nlohmann::json::array()},
-          {"profiles", nlohmann::json::array()}};
+  nlohmann::json cells = nlohmann::json::array();
+  for (const auto& c : relay) {
+    cells.push_back(toJson(c));
+  }
+  return {{"endpoints", endpoints}, {"relay", cells}, {"profiles", nlohmann::json::array()}};
 }
 
-std::string reportText(const std::vector<ProbeResult>& results, const Thresholds& th, int64_t now) {
+namespace {
+
+// "accept 250 2.1.5", "REFUSE 554 5.7.1 (expected accept)", "not asked: timeout"
+std::string cellText(const RelayCell& c) {
+  if (!c.observed) {
+    return "not asked: " + std::string(toString(c.reason));
+  }
+  std::string verdict(toString(*c.observed));
+  if (!c.ok()) {
+    for (char& ch : verdict) {
+      ch = static_cast<char>(ch - 'a' + 'A');
+    }
+  }
+  std::string out =
+      verdict + " " + std::to_string(c.code) + (c.enhanced.empty() ? "" : " " + c.enhanced);
+  return c.ok() ? out : out + " (expected " + std::string(toString(c.expected)) + ")";
+}
+
+// The relay matrix of each checked endpoint and address, then one line per failing cell.
+std::string relayText(const std::vector<RelayCell>& relay) {
+  std::string out;
+  std::vector<std::string> groups;
+  auto groupOf = [](const RelayCell& c) {
+    return c.host + "|" + c.address + "|" + std::to_string(c.port);
+  };
+  for (const auto& c : relay) {
+    if (std::find(groups.begin(), groups.end(), groupOf(c)) == groups.end()) {
+      groups.push_back(groupOf(c));
+    }
+  }
+  for (const auto& g : groups) {
+    std::vector<const RelayCell*> cells;
+    for (const auto& c : relay) {
+      if (groupOf(c) == g) {
+        cells.push_back(&c);
+      }
+    }
+    const RelayCell& first = *cells.front();
+    size_t ok = static_cast<size_t>(
+        std::count_if(cells.begin(), cells.end(), [](const RelayCell* c) { return c->ok(); }));
+    bool open = std::any_of(cells.begin(), cells.end(), [](const RelayCell* c) {
+      return c->reason == FailureReason::OpenRelay;
+    });
+    out += std::string(ok == cells.size() ? "ok  " : "FAIL") + "  relay rules of smtp " +
+           std::to_string(first.port) + " (" + std::string(toString(first.security)) + ") on " +
+           first.host + (first.address.empty() ? "" : " [" + first.address + "]") + ": " +
+           std::to_string(ok) + " of " + std::to_string(cells.size()) + " cells as expected" +
+           (open ? ", OPEN RELAY" : "") + "\n";
+    // Cells come in pairs (local, outside) per vantage and auth state.
+    for (size_t i = 0; i + 1 < cells.size(); i += 2) {
+      const RelayCell& local = *cells[i];
+      const RelayCell& outside = *cells[i + 1];
+      out += "      " + local.vantage + " (" + (local.trusted ? "trusted" : "untrusted") + "), " +
+             std::string(toString(local.auth)) + ": local " + cellText(local) + "; outside " +
+             cellText(outside) + "\n";
+    }
+    for (const RelayCell* c : cells) {
+      if (!c->ok()) {
+        out += "FAIL  " + c->sentence + "\n";
+        if (!c->detail.empty()) {
+          out += "      server said / error: " + c->detail + "\n";
+        }
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string reportText(const std::vector<ProbeResult>& results, const Thresholds& th, int64_t now,
+                       const std::vector<RelayCell>& relay) {
   std::string out;
   for (const auto& r : results) {
     Status st = statusOf(r, th, now);
@@ -162,12 +271,22 @@ std::string reportText(const std::vector<ProbeResult>& results, const Thresholds
              (*r.plaintext_login_refused ? "refused or not offered" : "ACCEPTED") + "\n";
     }
   }
-  Status overall = overallStatus(results, th, now);
+  out += relayText(relay);
+  Status overall = overallStatus(results, th, now, relay);
   size_t failed = static_cast<size_t>(
       std::count_if(results.begin(), results.end(), [](const auto& r) { return !r.success; }));
   out += std::string(toString(overall)) + ": " + std::to_string(results.size() - failed) + " of " +
-         std::to_string(results.size()) + " endpoints work\n";
-  return out;
+         std::to_string(results.size()) + " endpoints work";
+  if (!relay.empty()) {
+    size_t ok = static_cast<size_t>(
+        std::count_if(relay.begin(), relay.end(), [](const RelayCell& c) { return c.ok(); }));
+    bool open = std::any_of(relay.begin(), relay.end(), [](const RelayCell& c) {
+      return c.reason == FailureReason::OpenRelay;
+    });
+    out += ", " + std::to_string(ok) + " of " + std::to_string(relay.size()) +
+           " relay cells as expected" + (open ? "; OPEN RELAY" : "");
+  }
+  return out + "\n";
 }
 
 std::string perfdata(const std::vector<ProbeResult>& results, int64_t now) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "probes/relay.h"
 #include "probes/types.h"
 
 namespace mailprobe {
@@ -19,13 +20,22 @@ enum class Status { Ok = 0, Warning = 1, Critical = 2, Unknown = 3 };
 
 std::string_view toString(Status s);
 
-// Nagios status of one result and of a whole run.
+// Nagios status of one result, of one relay cell (ok, or critical: an open relay, and every
+// other broken rule, stops users or lets spam through), and of a whole run.
 Status statusOf(const ProbeResult& r, const Thresholds& t, int64_t now);
-Status overallStatus(const std::vector<ProbeResult>& results, const Thresholds& t, int64_t now);
+Status statusOf(const RelayCell& c);
+Status overallStatus(const std::vector<ProbeResult>& results, const Thresholds& t, int64_t now,
+                     const std::vector<RelayCell>& relay = {});
 
 nlohmann::json toJson(const ProbeResult& r, int64_t now);
-nlohmann::json reportJson(const std::vector<ProbeResult>& results, int64_t now);
-std::string reportText(const std::vector<ProbeResult>& results, const Thresholds& t, int64_t now);
+// The PRODUCT.md relay entry (host, port, vantage, trusted, auth, recipient, expected,
+// observed, code, reason) and more: address, security, source_address, enhanced_code,
+// temporary, at_mail_from, phase, sentence, detail, started_at, duration_seconds.
+nlohmann::json toJson(const RelayCell& c);
+nlohmann::json reportJson(const std::vector<ProbeResult>& results, int64_t now,
+                          const std::vector<RelayCell>& relay = {});
+std::string reportText(const std::vector<ProbeResult>& results, const Thresholds& t, int64_t now,
+                       const std::vector<RelayCell>& relay = {});
 // "label=value;;;; ..." for every endpoint: total time and certificate days left.
 std::string perfdata(const std::vector<ProbeResult>& results, int64_t now);
 

@@ -3,17 +3,30 @@
 #include <algorithm>
 
 #include "probes/endpoint_probe.h"
+#include "probes/relay_probe.h"
 
 namespace mailprobe {
 
 Scheduler::Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start)
     : Scheduler(
           loop, options, std::move(on_result), std::move(on_start),
-          [loop](const ScheduledEndpoint& e,
-                 std::function<void(std::vector<ProbeResult>)> done) -> void* {
-            return EndpointProbe::start(loop, e.spec, e.credentials, nullptr, std::move(done));
+          [loop](const ScheduledEndpoint& e, RunDone done) -> void* {
+            RunningProbe* probe = nullptr;
+            if (e.relay) {
+              probe = RelayProbe::start(loop, *e.relay, e.credentials, nullptr,
+                                        [done = std::move(done)](std::vector<RelayCell> cells) {
+                                          done({{}, std::move(cells)});
+                                        });
+            } else {
+              probe =
+                  EndpointProbe::start(loop, e.spec, e.credentials, nullptr,
+                                       [done = std::move(done)](std::vector<ProbeResult> results) {
+                                         done({std::move(results), {}});
+                                       });
+            }
+            return probe;
           },
-          [](void* probe) { static_cast<EndpointProbe*>(probe)->cancel(); }) {}
+          [](void* probe) { static_cast<RunningProbe*>(probe)->cancel(); }) {}
 
 Scheduler::Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start,
                      StartProbe start, CancelProbe cancel)
@@ -143,13 +156,12 @@ void Scheduler::launch(Entry& e) {
   }
   std::string key = e.endpoint.key;
   uint64_t generation = e.generation;
-  e.probe = start_probe_(e.endpoint, [this, key, generation](std::vector<ProbeResult> results) {
+  e.probe = start_probe_(e.endpoint, [this, key, generation](RunResults results) {
     onDone(key, generation, std::move(results));
   });
 }
 
-void Scheduler::onDone(const std::string& key, uint64_t generation,
-                       std::vector<ProbeResult> results) {
+void Scheduler::onDone(const std::string& key, uint64_t generation, RunResults results) {
   Entry* e = find(key);
   if (e == nullptr || e->generation != generation || e->probe == nullptr) {
     return;  // cancelled: the count was already given back

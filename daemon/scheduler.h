@@ -25,17 +25,24 @@
 #include <vector>
 
 #include "probes/probe_spec.h"
+#include "probes/relay.h"
 #include "probes/types.h"
 
 namespace mailprobe {
 
-class EndpointProbe;
-
+// One scheduled job: an endpoint probe, or the relay check of an endpoint when `relay` is set.
 struct ScheduledEndpoint {
   std::string key;  // identity across reloads: "host|service|port|security"
   EndpointSpec spec;
   Credentials credentials;
   std::chrono::milliseconds interval{60'000};
+  std::optional<RelaySpec> relay;  // a relay check (RelayProbe) instead of an endpoint probe
+};
+
+// What one run produced: an endpoint probe's results, or a relay check's cells.
+struct RunResults {
+  std::vector<ProbeResult> endpoints;
+  std::vector<RelayCell> relay;
 };
 
 class Scheduler {
@@ -47,16 +54,16 @@ class Scheduler {
     uint64_t seed = 0;  // 0: random
   };
   // Called on the loop when a run of endpoint `key` completes.
-  using OnResult = std::function<void(const std::string& key, std::vector<ProbeResult>)>;
+  using OnResult = std::function<void(const std::string& key, RunResults)>;
+  using RunDone = std::function<void(RunResults)>;
   // Called on the loop when a run starts; `drift_seconds` = actual minus planned start.
   using OnStart = std::function<void(const std::string& key, double drift_seconds)>;
   // A probe factory, so tests can run the scheduler with fake probes and a fake clock.
-  using StartProbe = std::function<void*(const ScheduledEndpoint& endpoint,
-                                         std::function<void(std::vector<ProbeResult>)> done)>;
+  using StartProbe = std::function<void*(const ScheduledEndpoint& endpoint, RunDone done)>;
   using CancelProbe = std::function<void(void* probe)>;
 
   Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start = nullptr);
-  // For tests: probes come from `start`/`cancel` instead of EndpointProbe.
+  // For tests: probes come from `start`/`cancel` instead of EndpointProbe and RelayProbe.
   Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start,
             StartProbe start, CancelProbe cancel);
   ~Scheduler();
@@ -87,7 +94,7 @@ class Scheduler {
   void arm();
   void onTimer();
   void launch(Entry& e);
-  void onDone(const std::string& key, uint64_t generation, std::vector<ProbeResult> results);
+  void onDone(const std::string& key, uint64_t generation, RunResults results);
   void drainQueue();
   uint64_t nextDue(const Entry& e, uint64_t now);
   Entry* find(const std::string& key);

@@ -1,5 +1,7 @@
 #include "daemon/snapshot.h"
 
+#include <algorithm>
+
 namespace mailprobe {
 
 bool EndpointState::everySucceeded() const {
@@ -21,6 +23,16 @@ const ProbeResult* EndpointState::worst() const {
     }
   }
   return last.empty() ? nullptr : &last.front();
+}
+
+bool RelayState::everyCellOk() const {
+  return !last.empty() &&
+         std::all_of(last.begin(), last.end(), [](const RelayCell& c) { return c.ok(); });
+}
+
+bool RelayState::openRelay() const {
+  return std::any_of(last.begin(), last.end(),
+                     [](const RelayCell& c) { return c.reason == FailureReason::OpenRelay; });
 }
 
 }  // namespace mailprobe

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "probes/relay.h"
 #include "probes/types.h"
 
 namespace mailprobe {
@@ -44,6 +45,27 @@ struct EndpointState {
   const ProbeResult* worst() const;
 };
 
+// The relay check of one SMTP endpoint ([host.relay]) and what the scheduler has learnt of it.
+struct RelayState {
+  // Identity, from the config.
+  std::string host;  // as EndpointState::host: the name, and "@addresses" when configured
+  uint16_t port = 0;
+  Security security = Security::None;
+  double interval_seconds = 0;
+  std::vector<RelayVantage> vantages;  // in config order
+
+  // The last completed run: every cell (vantage x auth x recipient, per address probed).
+  std::vector<RelayCell> last;
+  int64_t last_run_timestamp = 0;  // unix seconds, end of the last run
+  uint64_t runs_total = 0;
+  // reason -> runs in which at least one cell had it (each reason once per run).
+  std::map<FailureReason, uint64_t> failures_total;
+  bool in_flight = false;
+
+  bool everyCellOk() const;  // false before the first run
+  bool openRelay() const;    // a cell of the last run is open_relay
+};
+
 struct DaemonStats {
   std::string version;
   int64_t start_timestamp = 0;
@@ -62,6 +84,7 @@ struct Snapshot {
   int64_t taken_at = 0;
   DaemonStats daemon;
   std::vector<EndpointState> endpoints;  // in config order
+  std::vector<RelayState> relay;         // in config order
 };
 
 using SnapshotPtr = std::shared_ptr<const Snapshot>;

@@ -251,9 +251,109 @@ void endpointCard(std::string& out, const EndpointState& e, size_t index, int64_
 // verdicts yet, so nothing is written.
 void profilesSection(std::string& /*out*/, const Snapshot& /*s*/) {}
 
-// Hook for the relay matrix (vantage × auth × recipient), same rule: `<section id="relay">`,
-// only when the snapshot carries relay results; none yet.
-void relaySection(std::string& /*out*/, const Snapshot& /*s*/) {}
+// Under the overall line: how the relay rules stand, and every open relay, loudly.
+void relaySummary(std::string& out, const Snapshot& s) {
+  size_t cells = 0;
+  size_t ok = 0;
+  for (const RelayState& r : s.relay) {
+    cells += r.last.size();
+    ok += static_cast<size_t>(
+        std::count_if(r.last.begin(), r.last.end(), [](const RelayCell& c) { return c.ok(); }));
+  }
+  if (cells == 0) {
+    return;
+  }
+  out += "<p class=\"overall " + std::string(ok == cells ? "up" : "down") +
+         "\" id=\"relay-summary\">Relay rules: " + std::to_string(ok) + " of " +
+         std::to_string(cells) + " cells as expected</p>";
+  for (const RelayState& r : s.relay) {
+    for (const RelayCell& c : r.last) {
+      if (c.reason == FailureReason::OpenRelay) {
+        out += "<p class=\"alert open\" id=\"open-relay\"><strong>OPEN RELAY</strong>: " +
+               esc(c.sentence) + "</p>";
+      }
+    }
+  }
+}
+
+// One cell of the relay matrix: what the server answered, against what the policy expects.
+std::string relayCellHtml(const RelayCell& c) {
+  std::string verdict = c.observed ? std::string(toString(*c.observed)) : "not asked";
+  std::string code = c.code != 0 ? " <small>" + std::to_string(c.code) +
+                                       (c.enhanced.empty() ? "" : " " + esc(c.enhanced)) +
+                                       (c.at_mail_from ? " at MAIL FROM" : "") + "</small>"
+                                 : "";
+  if (c.ok()) {
+    return "<td class=\"ok\">" + esc(verdict) + code + "</td>";
+  }
+  std::string css = c.reason == FailureReason::OpenRelay ? "bad open" : "bad";
+  return "<td class=\"" + css + "\" title=\"" + esc(c.sentence) + "\"><strong>" +
+         (c.reason == FailureReason::OpenRelay ? "OPEN RELAY: " : "") + esc(verdict) + "</strong>" +
+         code + "<br><small>expected " + esc(toString(c.expected)) + " · <code>" +
+         esc(toString(c.reason)) + "</code></small></td>";
+}
+
+// The relay matrix (vantage × auth × recipient) of each relay check, one table per checked
+// address; only when the snapshot carries relay checks. An open relay is said first, loudly.
+void relaySection(std::string& out, const Snapshot& s, int64_t now) {
+  if (s.relay.empty()) {
+    return;
+  }
+  out += "<section id=\"relay\"><h2>Relay rules</h2>";
+  for (const RelayState& r : s.relay) {
+    const bool pending = r.last.empty();
+    const std::string_view st = pending ? "pending" : (r.everyCellOk() ? "up" : "down");
+    out += "<article class=\"ep " + std::string(st) + "\"><h4><span class=\"badge\">" +
+           std::string(st == "up" ? "ok" : (st == "down" ? "fail" : "pending")) + "</span> SMTP " +
+           std::to_string(r.port) + " · " + esc(toString(r.security)) + " on " + esc(r.host) +
+           (r.in_flight ? " <small>(checking now)</small>" : "") + "</h4>";
+    out += "<p class=\"meta\">Last run " +
+           esc(r.last_run_timestamp == 0 ? std::string("never")
+                                         : utcTime(r.last_run_timestamp) + " (" +
+                                               agoText(r.last_run_timestamp, now) + ")") +
+           "</p>";
+    if (pending) {
+      out += "<p class=\"sentence\">Not checked yet.</p></article>";
+      continue;
+    }
+    std::vector<std::string> addresses;
+    for (const RelayCell& c : r.last) {
+      if (std::find(addresses.begin(), addresses.end(), c.address) == addresses.end()) {
+        addresses.push_back(c.address);
+      }
+    }
+    for (const std::string& address : addresses) {
+      out +=
+          "<div class=\"scroll\"><table class=\"relay\"><thead><tr><th>Vantage</th>"
+          "<th>Sign-in</th><th>Local recipient</th><th>Outside recipient</th></tr></thead>"
+          "<tbody>";
+      if (!address.empty() && addresses.size() > 1) {
+        out += "<tr><th colspan=\"4\">" + esc(address) + "</th></tr>";
+      }
+      // Cells come in pairs (local, outside) per vantage and auth state.
+      for (size_t i = 0; i + 1 < r.last.size(); i += 2) {
+        const RelayCell& local = r.last[i];
+        const RelayCell& outside = r.last[i + 1];
+        if (local.address != address) {
+          continue;
+        }
+        out += "<tr><td>" + esc(local.vantage) + " <small>" + esc(local.source_address) + ", " +
+               (local.trusted ? "trusted" : "untrusted") + "</small></td><td>" +
+               (local.auth == RelayAuth::SignedIn ? "signed in" : "none") + "</td>" +
+               relayCellHtml(local) + relayCellHtml(outside) + "</tr>";
+      }
+      out += "</tbody></table></div>";
+    }
+    for (const RelayCell& c : r.last) {
+      if (!c.ok() && c.reason != FailureReason::OpenRelay) {
+        out += "<p class=\"bad\">" + esc(c.sentence) +
+               (c.detail.empty() ? "" : " <samp>" + esc(c.detail) + "</samp>") + "</p>";
+      }
+    }
+    out += "</article>";
+  }
+  out += "</section>\n";
+}
 
 constexpr std::string_view kStyle = R"css(
 :root{color-scheme:light dark;--fg:#1b1b1b;--muted:#5f6368;--bg:#f6f7f8;--card:#fff;--line:#d9dce0;
@@ -287,6 +387,8 @@ table{border-collapse:collapse;width:100%;font-size:.88rem;margin-top:.4rem}
 th,td{text-align:left;padding:.2rem .4rem;border-top:1px solid var(--line);white-space:nowrap}
 tr.down td{color:var(--down)}
 #problems li{margin:.2rem 0}
+table.relay td.bad{background:var(--downbg)}td.open,p.open{font-size:1.1rem}
+#relay .ep{margin-bottom:.8rem}
 a{color:inherit}
 )css";
 
@@ -377,11 +479,16 @@ std::string renderStatusPage(const Snapshot& s, int64_t now) {
       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
       "<meta http-equiv=\"refresh\" content=\"30\">"
       "<title>" +
+      std::string(std::any_of(s.relay.begin(), s.relay.end(),
+                              [](const RelayState& r) { return r.openRelay(); })
+                      ? "OPEN RELAY · "
+                      : "") +
       esc(overall) + " · mailprobed</title><style>" + std::string(kStyle) +
       "</style></head><body>\n";
 
   out += "<header><h1>mailprobed</h1><p class=\"overall " + std::string(overallClass(c)) +
          "\" id=\"overall\">" + esc(overall) + "</p>";
+  relaySummary(out, s);
   out += "<p class=\"meta\">As of " + esc(utcTime(s.taken_at != 0 ? s.taken_at : now)) +
          " · version " + esc(s.daemon.version) + " · " + std::to_string(s.daemon.probes_in_flight) +
          " probes running · <a href=\"/status.json\">JSON</a> · <a href=\"/metrics\">metrics</a>"
@@ -418,7 +525,7 @@ std::string renderStatusPage(const Snapshot& s, int64_t now) {
     out += "</ul></section>\n";
   }
 
-  relaySection(out, s);
+  relaySection(out, s, now);
 
   // Every endpoint, grouped by host in config order.
   out += "<section id=\"endpoints\"><h2>Endpoints</h2>";
@@ -453,7 +560,11 @@ nlohmann::json statusJson(const Snapshot& s, int64_t now) {
       owner.push_back(&e);
     }
   }
-  json out = reportJson(results, now);
+  std::vector<RelayCell> cells;
+  for (const auto& r : s.relay) {
+    cells.insert(cells.end(), r.last.begin(), r.last.end());
+  }
+  json out = reportJson(results, now, cells);
   json& entries = out["endpoints"];
   for (size_t i = 0; i < entries.size() && i < owner.size(); ++i) {
     entries[i]["last_run"] = stamp(owner[i]->last_run_timestamp);
@@ -484,6 +595,33 @@ nlohmann::json statusJson(const Snapshot& s, int64_t now) {
     });
   }
   out["endpoint_states"] = states;
+
+  json relay_states = json::array();
+  for (const auto& r : s.relay) {
+    json vantages = json::array();
+    for (const auto& v : r.vantages) {
+      vantages.push_back(
+          {{"name", v.name}, {"source_address", v.source_address}, {"trusted", v.trusted}});
+    }
+    size_t ok = static_cast<size_t>(
+        std::count_if(r.last.begin(), r.last.end(), [](const RelayCell& c) { return c.ok(); }));
+    relay_states.push_back({
+        {"host", r.host},
+        {"port", r.port},
+        {"security", toString(r.security)},
+        {"state", r.last.empty() ? "pending" : (r.everyCellOk() ? "ok" : "failing")},
+        {"open_relay", r.openRelay()},
+        {"cells", r.last.size()},
+        {"cells_ok", ok},
+        {"vantages", vantages},
+        {"in_flight", r.in_flight},
+        {"interval_seconds", r.interval_seconds},
+        {"runs_total", r.runs_total},
+        {"last_run", stamp(r.last_run_timestamp)},
+        {"last_run_timestamp", r.last_run_timestamp},
+    });
+  }
+  out["relay_states"] = relay_states;
 
   const Counts c = count(s);
   out["summary"] = {{"endpoints", c.total()},

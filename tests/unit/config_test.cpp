@@ -85,6 +85,12 @@ class TempDir {
 
 // Examples name the files an installation has under /etc/mailprobed/ (the password, a CA):
 // load them with those files in a temporary directory instead.
+// Relay vantages in examples are documentation addresses (192.0.2.0/24, 198.51.100.0/24,
+// 2001:db8::/32) that this machine does not have: pretend it has them.
+std::string anyAddressIsOurs(const std::string&) {
+  return "";
+}
+
 LoadResult loadWithFakeEtc(const std::string& path, const TempDir& dir, const GetEnv& env) {
   std::string text = readFile(path);
   std::regex etc_file("/etc/mailprobed/([A-Za-z0-9._-]+)");
@@ -92,7 +98,7 @@ LoadResult loadWithFakeEtc(const std::string& path, const TempDir& dir, const Ge
     dir.write((*it)[1].str(), "example-secret\n");
   }
   text = std::regex_replace(text, std::regex("/etc/mailprobed/"), dir.path() + "/");
-  return loadConfigFromString(text, path, env);
+  return loadConfigFromString(text, path, env, anyAddressIsOurs);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,6 +204,14 @@ TEST(ConfigGood, BlueMindExampleProbesThePlatformsFive) {
   for (const EndpointConfig& e : h.endpoints) {
     EXPECT_EQ(e.spec.host, "mail.example.org");
     EXPECT_EQ(e.spec.examine_inbox, e.spec.service == Service::Imap);
+  }
+  // The relay rules of 25, 465 and 587 from a vantage in "Mes réseaux" and one outside.
+  ASSERT_EQ(h.relay.size(), 3u);
+  for (const RelayConfig& rc : h.relay) {
+    ASSERT_EQ(rc.spec.vantages.size(), 2u);
+    EXPECT_TRUE(rc.spec.vantages[0].trusted);
+    EXPECT_FALSE(rc.spec.vantages[1].trusted);
+    EXPECT_EQ(rc.spec.local_recipient, "supervision@example.org");
   }
 }
 
@@ -432,6 +446,139 @@ addresses = ["192.0.2.11"]
 }
 
 // ---------------------------------------------------------------------------------------------
+// Relay rules ([host.relay])
+
+const char* kRelay = R"(
+[account]
+user = "probe@example.org"
+password_env = "MAILPROBED_TEST_PASSWORD"
+
+[[host]]
+name = "mail.example.org"
+  [host.relay]
+  local_recipient = "probe@example.org"
+    [[host.relay.vantage]]
+    name = "office"
+    source_address = "127.0.0.2"
+    trusted = true
+    [[host.relay.vantage]]
+    name = "outside"
+    source_address = "127.0.0.3"
+)";
+
+TEST(ConfigRelay, EverySmtpEndpointIsCheckedWithThePlatformsPolicy) {
+  LoadResult r = loadConfigFromString(kRelay, "relay.toml", testEnv());
+  ASSERT_TRUE(r.ok()) << allErrors(r);
+  EXPECT_TRUE(r.config->warnings.empty());
+  const HostConfig& h = r.config->hosts.at(0);
+  ASSERT_EQ(h.relay.size(), 3u);
+  const uint16_t ports[] = {25, 465, 587};
+  for (size_t i = 0; i < 3; ++i) {
+    const RelayConfig& rc = h.relay[i];
+    SCOPED_TRACE(rc.spec.endpoint.port);
+    EXPECT_EQ(rc.spec.endpoint.port, ports[i]);
+    EXPECT_EQ(rc.spec.endpoint.service, Service::Smtp);
+    EXPECT_EQ(rc.spec.endpoint.host, "mail.example.org");
+    EXPECT_EQ(rc.spec.endpoint.source_address, "");
+    EXPECT_EQ(rc.interval, 5min);
+    EXPECT_EQ(rc.spec.local_recipient, "probe@example.org");
+    EXPECT_EQ(rc.spec.outside_recipient, "relay-test@example.com");
+    EXPECT_EQ(rc.spec.sender, "");  // the null sender
+    EXPECT_EQ(rc.spec.signed_in_sender, "");
+    EXPECT_TRUE(rc.spec.sign_in);
+    ASSERT_EQ(rc.spec.vantages.size(), 2u);
+    EXPECT_EQ(rc.spec.vantages[0].name, "office");
+    EXPECT_EQ(rc.spec.vantages[0].source_address, "127.0.0.2");
+    EXPECT_TRUE(rc.spec.vantages[0].trusted);
+    EXPECT_EQ(rc.spec.vantages[1].name, "outside");
+    EXPECT_FALSE(rc.spec.vantages[1].trusted);
+    EXPECT_EQ(relayAuthStates(rc.spec).size(), 2u);
+  }
+  EXPECT_EQ(h.relay[0].spec.policy, mxRelayPolicy());
+  EXPECT_EQ(h.relay[1].spec.policy, submissionRelayPolicy());
+  EXPECT_EQ(h.relay[2].spec.policy, submissionRelayPolicy());
+}
+
+TEST(ConfigRelay, PortsPoliciesSendersAndIntervalOverride) {
+  std::string text = std::string(kRelay) + R"(
+  [[host.endpoint]]
+  service = "smtp"
+  port = 25
+  auth = "none"
+  [[host.endpoint]]
+  service = "smtp"
+  port = 2525
+  security = "starttls"
+  [[host.endpoint]]
+  service = "imap"
+  port = 993
+)";
+  // The relay table comes first in the file; the endpoints are read whole before it is built.
+  text = std::regex_replace(text, std::regex("  local_recipient = \"probe@example.org\"\n"),
+                            R"(  local_recipient = "probe@example.org"
+  local_domains = ["example.org", "Example.NET"]
+  outside_recipient = "relay-test@example.com"
+  sender = "mailprobed@example.com"
+  signed_in_sender = "alias@example.org"
+  interval = "90s"
+  ports = [2525, 25]
+    [[host.relay.policy]]
+    port = 2525
+    trusted = "none"
+    signed_in = "local"
+)");
+  LoadResult r = loadConfigFromString(text, "relay.toml", testEnv());
+  ASSERT_TRUE(r.ok()) << allErrors(r);
+  const HostConfig& h = r.config->hosts.at(0);
+  ASSERT_EQ(h.relay.size(), 2u);
+  const RelaySpec& submission = h.relay[0].spec;
+  EXPECT_EQ(submission.endpoint.port, 2525);
+  EXPECT_EQ(submission.policy.untrusted, RelayReach::Nobody);  // the default for sign-in ports
+  EXPECT_EQ(submission.policy.trusted, RelayReach::Nobody);
+  EXPECT_EQ(submission.policy.signed_in, RelayReach::Local);
+  EXPECT_EQ(submission.sender, "mailprobed@example.com");
+  EXPECT_EQ(submission.signed_in_sender, "alias@example.org");
+  EXPECT_EQ(h.relay[0].interval, 90s);
+  const RelaySpec& mx = h.relay[1].spec;
+  EXPECT_EQ(mx.endpoint.port, 25);
+  EXPECT_EQ(mx.policy, mxRelayPolicy());
+  // The MX endpoint never logs in: only the unauthenticated cells are checked there.
+  EXPECT_EQ(relayAuthStates(mx), std::vector<RelayAuth>{RelayAuth::None});
+  EXPECT_EQ(relayAuthStates(submission).size(), 2u);
+}
+
+TEST(ConfigRelay, AnOutsideRecipientOffTheReservedDomainsIsAllowedWithAWarning) {
+  std::string text = std::regex_replace(
+      kRelay, std::regex("  local_recipient = \"probe@example.org\"\n"),
+      "  local_recipient = \"probe@example.org\"\n  outside_recipient = \"relay@gmail.com\"\n");
+  LoadResult r = loadConfigFromString(text, "relay.toml", testEnv());
+  ASSERT_TRUE(r.ok()) << allErrors(r);
+  EXPECT_EQ(r.config->hosts[0].relay[0].spec.outside_recipient, "relay@gmail.com");
+  ASSERT_EQ(r.config->warnings.size(), 1u);
+  EXPECT_EQ(r.config->warnings[0],
+            "relay.toml:10:23: outside_recipient: \"relay@gmail.com\" is not on a reserved domain "
+            "(example.com, example.net): nothing is ever sent to it (no DATA), but an open relay "
+            "would accept it at RCPT TO");
+}
+
+TEST(ConfigRelay, VantagesAreCheckedAgainstTheMachinesAddresses) {
+  AddressCheck check = bindableAddressCheck();
+  EXPECT_EQ(check("127.0.0.2"), "");  // all of 127.0.0.0/8 is the loopback's
+  EXPECT_EQ(check("192.0.2.1"), "Cannot assign requested address");
+  std::vector<std::string> asked;
+  AddressCheck fake = [&](const std::string& a) {
+    asked.push_back(a);
+    return a == "127.0.0.3" ? std::string("no such address") : std::string();
+  };
+  LoadResult r = loadConfigFromString(kRelay, "relay.toml", testEnv(), fake);
+  EXPECT_EQ(asked, (std::vector<std::string>{"127.0.0.2", "127.0.0.3"}));
+  ASSERT_EQ(r.errors.size(), 1u) << allErrors(r);
+  EXPECT_EQ(r.errors[0].format(),
+            "relay.toml:16:22: source_address: 127.0.0.3 is not an address of this machine (no "
+            "such address); a vantage is a local address the probe sends from");
+}
+
+// ---------------------------------------------------------------------------------------------
 // One bad file per error, with its exact message. {dir} stands for tests/testdata/config.
 
 struct BadCase {
@@ -543,6 +690,43 @@ const BadCase kBadCases[] = {
     {"bad-password-credential-missing.toml",
      "4:23: password_credential: cannot read {dir}/credentials/absent-password: No such file or "
      "directory"},
+    {"bad-relay-table.toml", "8:9: relay: expected a table [host.relay], got string \"yes\""},
+    {"bad-relay-unknown-key.toml",
+     "9:3: unknown key 'local_recipients' in [host.relay]; did you mean 'local_recipient'?"},
+    {"bad-relay-recipient-missing.toml",
+     "8:3: [host.relay]: local_recipient is required: an existing mailbox of the platform (it is "
+     "only asked at RCPT TO, never sent anything)"},
+    {"bad-relay-recipient.toml",
+     "9:21: local_recipient: \"probe at example.org\" is not a mail address like "
+     "\"user@example.org\""},
+    {"bad-relay-outside-local.toml",
+     "10:23: outside_recipient: \"someone@EXAMPLE.org\" is in a local domain of the platform: it "
+     "would not test relaying; give an address outside example.org"},
+    {"bad-relay-no-vantage.toml",
+     "8:3: [host.relay]: at least one [[host.relay.vantage]] is required: a local address to send "
+     "from, inside the trusted networks (trusted = true) or not"},
+    {"bad-relay-vantage-name.toml",
+     "11:12: name: \"my office\" is not a vantage name (letters, digits, '.', '_' and '-', at most "
+     "64)"},
+    {"bad-relay-vantage-duplicate.toml",
+     "15:12: duplicate vantage \"office\" (first defined at line 11)"},
+    {"bad-relay-vantage-address.toml",
+     "12:22: source_address: \"192.0.2.300\" is not an IPv4 or IPv6 address"},
+    // The machine does not have the address: found by binding a socket to it at load.
+    {"bad-relay-vantage-absent.toml",
+     "12:22: source_address: 192.0.2.1 is not an address of this machine (Cannot assign requested "
+     "address); a vantage is a local address the probe sends from"},
+    {"bad-relay-vantage-missing-address.toml",
+     "10:5: [[host.relay.vantage]]: source_address is required (an address of this machine)"},
+    {"bad-relay-policy-open.toml",
+     "15:17: untrusted: \"all\" is not one of local or none: an untrusted client that may send "
+     "anywhere is an open relay"},
+    {"bad-relay-policy-port.toml",
+     "14:12: port: 2525 is not an smtp endpoint of host \"mail.example.org\" (25, 465, 587)"},
+    {"bad-relay-ports.toml",
+     "10:16: ports: 143 is not an smtp endpoint of host \"mail.example.org\" (25, 465, 587)"},
+    {"bad-relay-no-smtp.toml",
+     "11:3: [host.relay]: host \"mail.example.org\" has no smtp endpoint to check"},
 };
 
 std::string expand(std::string text) {

@@ -23,10 +23,35 @@ constexpr int64_t kNow = 1'800'000'000;
 
 // Strings that only a server or the network could have produced: none may reach the exposition.
 const std::vector<std::string> kNeverExported = {
-    "DETAIL-SENTINEL",  "SENTENCE-SENTINEL",    "VERIFY-DETAIL-SENTINEL", "SUBJECT-SENTINEL",
-    "ISSUER-SENTINEL",  "AUTH-DETAIL-SENTINEL", "X-UNKNOWN-MECH",         "CAPA-SENTINEL",
-    "hunter2-password", "192.0.2.10",           "2001:db8::25",           "198.51.100.7",
+    "DETAIL-SENTINEL",  "SENTENCE-SENTINEL",      "VERIFY-DETAIL-SENTINEL",
+    "SUBJECT-SENTINEL", "ISSUER-SENTINEL",        "AUTH-DETAIL-SENTINEL",
+    "X-UNKNOWN-MECH",   "CAPA-SENTINEL",          "hunter2-password",
+    "192.0.2.10",       "2001:db8::25",           "198.51.100.7",
+    "203.0.113.9",      "relay-test@example.com",
 };
+
+// One relay cell of mx.example.org 25 from 192.0.2.10.
+RelayCell cell(const RelayVantage& v, RelayAuth auth, RelayRecipient recipient,
+               RelayVerdict expected, RelayVerdict observed, int code, FailureReason reason) {
+  RelayCell c;
+  c.host = "mx.example.org";
+  c.address = "192.0.2.10";
+  c.port = 25;
+  c.security = Security::StartTls;
+  c.vantage = v.name;
+  c.source_address = v.source_address;
+  c.trusted = v.trusted;
+  c.auth = auth;
+  c.recipient = recipient;
+  c.expected = expected;
+  c.observed = observed;
+  c.code = code;
+  c.enhanced = code == 250 ? "2.1.5" : "4.7.1";
+  c.reason = reason;
+  c.detail = "DETAIL-SENTINEL " + std::to_string(code) + " relay-test@example.com";
+  c.sentence = "SENTENCE-SENTINEL relay";
+  return c;
+}
 
 ProbeResult result(const std::string& host, const std::string& address, uint16_t port,
                    Service service, Security security) {
@@ -163,6 +188,42 @@ Snapshot richSnapshot() {
   gone.duration_sum = 0.03;
 
   s.endpoints = {imaps, submission, pending, gone};
+
+  // mx.example.org 25: an open relay from outside; signed in, the outside recipient is refused.
+  const RelayVantage office{"office", "198.51.100.7", true};
+  const RelayVantage outside{"outside", "203.0.113.9", false};
+  const auto A = RelayVerdict::Accept;
+  const auto R = RelayVerdict::Refuse;
+  const auto none = RelayAuth::None;
+  const auto in = RelayAuth::SignedIn;
+  const auto local = RelayRecipient::Local;
+  const auto out = RelayRecipient::Outside;
+  const auto ok = FailureReason::None;
+  RelayState mx{.host = "mx.example.org",
+                .port = 25,
+                .security = Security::StartTls,
+                .interval_seconds = 300,
+                .vantages = {office, outside}};
+  mx.last = {cell(office, none, local, A, A, 250, ok),
+             cell(office, none, out, A, A, 250, ok),
+             cell(office, in, local, A, A, 250, ok),
+             cell(office, in, out, A, A, 250, ok),
+             cell(outside, none, local, A, A, 250, ok),
+             cell(outside, none, out, R, A, 250, FailureReason::OpenRelay),
+             cell(outside, in, local, A, A, 250, ok),
+             cell(outside, in, out, A, R, 454, FailureReason::AuthRelayDenied)};
+  mx.last_run_timestamp = kNow - 60;
+  mx.runs_total = 3;
+  mx.failures_total[FailureReason::OpenRelay] = 2;
+  mx.failures_total[FailureReason::AuthRelayDenied] = 1;
+  // mx.example.org 587: not run yet.
+  RelayState later{.host = "mx.example.org",
+                   .port = 587,
+                   .security = Security::StartTls,
+                   .interval_seconds = 300,
+                   .vantages = {office, outside}};
+  later.in_flight = true;
+  s.relay = {mx, later};
   return s;
 }
 
@@ -411,10 +472,15 @@ TEST(Metrics, NoServerTextAddressOrSecretBecomesALabel) {
                                           "587",
                                           "143",
                                           "465",
-                                          "9.9.9"};
+                                          "9.9.9",
+                                          "mx.example.org",
+                                          "25",
+                                          "office",
+                                          "outside"};
   std::set<std::string> bounded(identity);
   for (auto v : {"imap", "smtp", "none", "starttls", "tls", "ipv4", "ipv6", "before_tls",
-                 "after_tls", "TLSv1.3", "TLS_AES_256_GCM_SHA384"}) {
+                 "after_tls", "TLSv1.3", "TLS_AES_256_GCM_SHA384", "signed_in", "local", "accept",
+                 "refuse", "true", "false"}) {
     bounded.insert(v);
   }
   for (auto r : allFailureReasons()) {
@@ -434,6 +500,47 @@ TEST(Metrics, NoServerTextAddressOrSecretBecomesALabel) {
       }
     }
   }
+}
+
+TEST(Metrics, RelayCellsSayWhatWasExpectedWhatCameAndAnOpenRelayHasItsOwnSeries) {
+  const auto f = allFamilies(richSnapshot());
+  const std::map<std::string, std::string> mx{{"host", "mx.example.org"}, {"port", "25"}};
+  auto with = [&](std::map<std::string, std::string> more) {
+    more.insert(mx.begin(), mx.end());
+    return more;
+  };
+  EXPECT_EQ(gaugeOf(f, "mailprobe_relay_open", with({{"vantage", "outside"}})), 1);
+  EXPECT_EQ(gaugeOf(f, "mailprobe_relay_open", with({{"vantage", "office"}})), 0);
+  EXPECT_EQ(gaugeOf(f, "mailprobe_relay_cell_ok",
+                    with({{"vantage", "outside"}, {"auth", "none"}, {"recipient", "outside"}})),
+            0);
+  EXPECT_EQ(gaugeOf(f, "mailprobe_relay_cell_ok",
+                    with({{"vantage", "office"}, {"auth", "none"}, {"recipient", "outside"}})),
+            1);
+  EXPECT_EQ(gaugeOf(f, "mailprobe_relay_cell_info",
+                    with({{"vantage", "outside"},
+                          {"auth", "none"},
+                          {"recipient", "outside"},
+                          {"trusted", "false"},
+                          {"expected", "refuse"},
+                          {"observed", "accept"},
+                          {"reason", "open_relay"}})),
+            1);
+  EXPECT_EQ(
+      gaugeOf(f, "mailprobe_relay_reply_code",
+              with({{"vantage", "outside"}, {"auth", "signed_in"}, {"recipient", "outside"}})),
+      454);
+  EXPECT_EQ(series(f, "mailprobe_relay_cell_ok", mx).size(), 8u);
+  auto open_count = series(f, "mailprobe_relay_failures_total", with({{"reason", "open_relay"}}));
+  ASSERT_EQ(open_count.size(), 1u);
+  EXPECT_EQ(open_count[0]->counter.value, 2);
+  EXPECT_EQ(series(f, "mailprobe_relay_failures_total", mx).size(), allFailureReasons().size() - 1);
+  // A check that has not run yet: its schedule and counters, no verdict.
+  const std::map<std::string, std::string> later{{"host", "mx.example.org"}, {"port", "587"}};
+  EXPECT_EQ(gaugeOf(f, "mailprobe_relay_interval_seconds", later), 300);
+  EXPECT_EQ(gaugeOf(f, "mailprobe_relay_last_run_timestamp_seconds", later), 0);
+  EXPECT_TRUE(series(f, "mailprobe_relay_open", later).empty());
+  EXPECT_TRUE(series(f, "mailprobe_relay_cell_ok", later).empty());
 }
 
 TEST(Metrics, HistogramIsConsistent) {

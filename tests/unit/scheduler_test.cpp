@@ -12,14 +12,14 @@ namespace {
 struct FakeProbes {
   struct Probe {
     uv_timer_t timer;
-    std::function<void(std::vector<ProbeResult>)> done;
+    Scheduler::RunDone done;
     std::string key;
     FakeProbes* owner;
   };
 
   explicit FakeProbes(uv_loop_t* loop) : loop(loop) {}
 
-  void* start(const ScheduledEndpoint& e, std::function<void(std::vector<ProbeResult>)> done) {
+  void* start(const ScheduledEndpoint& e, Scheduler::RunDone done) {
     EXPECT_EQ(running.count(e.key), 0u) << e.key << " overlaps its own previous run";
     running.insert(e.key);
     ++starts[e.key];
@@ -39,7 +39,7 @@ struct FakeProbes {
           ProbeResult r;
           r.host = probe->key;
           r.success = true;
-          done({r});
+          done({{r}, {}});
         },
         duration, 0);
     return p;
@@ -82,11 +82,11 @@ class SchedulerTest : public ::testing::Test {
     options.seed = 42;
     return std::make_unique<Scheduler>(
         &loop_, options,
-        [this](const std::string& key, std::vector<ProbeResult> r) {
-          results_[key] += static_cast<int>(r.size());
+        [this](const std::string& key, RunResults r) {
+          results_[key] += static_cast<int>(r.endpoints.size());
         },
         [this](const std::string&, double drift) { drifts_.push_back(drift); },
-        [this](const ScheduledEndpoint& e, std::function<void(std::vector<ProbeResult>)> done) {
+        [this](const ScheduledEndpoint& e, Scheduler::RunDone done) {
           return probes_.start(e, std::move(done));
         },
         [this](void* p) { probes_.cancel(p); });

@@ -220,5 +220,100 @@ TEST(StatusJson, ReportShapePlusDaemonAndTimestamps) {
   EXPECT_EQ(j["daemon"]["probes_in_flight"], 0);
 }
 
+// mx.example.org 25 checked from a trusted and an untrusted vantage: the untrusted one relays to
+// the outside (open relay); the trusted one is refused for the outside recipient, with markup in
+// the server's reply. 587 has not been checked yet.
+Snapshot relaySnapshot() {
+  Snapshot s = snapshot();
+  const RelayVantage office{"office", "192.0.2.200", true};
+  const RelayVantage outside{"outside", "198.51.100.7", false};
+  RelaySpec spec;
+  spec.endpoint.host = "mx.example.org";
+  spec.endpoint.port = 25;
+  spec.endpoint.security = Security::StartTls;
+  spec.policy = mxRelayPolicy();
+  auto conversation = [&](const RelayVantage& v, bool local_ok, int outside_code,
+                          const std::string& outside_text) {
+    ConnectionOutcome o;
+    o.relay_local = RecipientVerdict{local_ok, local_ok ? 250 : 550, "", "250 ok", false};
+    o.relay_outside =
+        RecipientVerdict{outside_code / 100 == 2, outside_code, "5.7.1", outside_text, false};
+    return relayCells(spec, "192.0.2.25", v, RelayAuth::None, o);
+  };
+  RelayState mx{.host = "mx.example.org",
+                .port = 25,
+                .security = Security::StartTls,
+                .interval_seconds = 300,
+                .vantages = {office, outside}};
+  for (const auto& pair : {conversation(office, true, 554, "554 5.7.1 <b>Relay access denied</b>"),
+                           conversation(outside, true, 250, "250 2.1.5 Ok")}) {
+    mx.last.insert(mx.last.end(), pair.begin(), pair.end());
+  }
+  mx.last_run_timestamp = kNow - 90;
+  mx.runs_total = 1;
+  RelayState later{.host = "mx.example.org",
+                   .port = 587,
+                   .security = Security::StartTls,
+                   .interval_seconds = 300,
+                   .vantages = {office, outside}};
+  s.relay = {mx, later};
+  return s;
+}
+
+TEST(StatusPage, RelayMatrixShowsEveryCellAndAnOpenRelayLoudly) {
+  const std::string page = renderStatusPage(relaySnapshot(), kNow);
+  EXPECT_NE(page.find("<section id=\"relay\">"), std::string::npos);
+  EXPECT_NE(page.find("<title>OPEN RELAY · "), std::string::npos);
+  // At the top, before any endpoint: the summary line and the open relay in words.
+  const size_t alert = page.find("id=\"open-relay\"");
+  ASSERT_NE(alert, std::string::npos);
+  EXPECT_LT(alert, page.find("<main>"));
+  EXPECT_NE(page.find(">Relay rules: 2 of 4 cells as expected</p>"), std::string::npos);
+  // The matrix: one row per vantage and sign-in state, local and outside side by side.
+  EXPECT_NE(page.find("<td>office <small>192.0.2.200, trusted</small></td><td>none</td>"),
+            std::string::npos);
+  EXPECT_NE(page.find("<td>outside <small>198.51.100.7, untrusted</small></td><td>none</td>"),
+            std::string::npos);
+  EXPECT_NE(page.find("<td class=\"bad open\""), std::string::npos);
+  EXPECT_NE(page.find("<strong>OPEN RELAY: accept</strong>"), std::string::npos);
+  EXPECT_NE(page.find("expected refuse · <code>open_relay</code>"), std::string::npos);
+  EXPECT_NE(page.find("expected accept · <code>trusted_relay_denied</code>"), std::string::npos);
+  EXPECT_NE(page.find("<td class=\"ok\">accept <small>250</small></td>"), std::string::npos);
+  // What the server said is escaped; the unchecked port says so.
+  EXPECT_EQ(page.find("<b>Relay access denied</b>"), std::string::npos);
+  EXPECT_NE(page.find("&lt;b&gt;Relay access denied&lt;/b&gt;"), std::string::npos);
+  EXPECT_NE(page.find("Not checked yet."), std::string::npos);
+}
+
+TEST(StatusJson, RelayCellsHaveTheContractShape) {
+  const nlohmann::json j = statusJson(relaySnapshot(), kNow);
+  ASSERT_EQ(j["relay"].size(), 4u);
+  for (const auto& c : j["relay"]) {
+    for (const char* key : {"host", "port", "vantage", "trusted", "auth", "recipient", "expected",
+                            "observed", "code", "reason"}) {
+      EXPECT_TRUE(c.contains(key)) << key << " in " << c.dump();
+    }
+  }
+  const auto& open = j["relay"][3];
+  EXPECT_EQ(open["host"], "mx.example.org");
+  EXPECT_EQ(open["port"], 25);
+  EXPECT_EQ(open["vantage"], "outside");
+  EXPECT_EQ(open["trusted"], false);
+  EXPECT_EQ(open["auth"], "none");
+  EXPECT_EQ(open["recipient"], "outside");
+  EXPECT_EQ(open["expected"], "refuse");
+  EXPECT_EQ(open["observed"], "accept");
+  EXPECT_EQ(open["code"], 250);
+  EXPECT_EQ(open["reason"], "open_relay");
+  EXPECT_EQ(j["relay"][1]["reason"], "trusted_relay_denied");
+  EXPECT_EQ(j["relay"][1]["temporary"], false);
+  ASSERT_EQ(j["relay_states"].size(), 2u);
+  EXPECT_EQ(j["relay_states"][0]["state"], "failing");
+  EXPECT_EQ(j["relay_states"][0]["open_relay"], true);
+  EXPECT_EQ(j["relay_states"][0]["cells_ok"], 2);
+  EXPECT_EQ(j["relay_states"][1]["state"], "pending");
+  EXPECT_TRUE(j["relay_states"][1]["last_run"].is_null());
+}
+
 }  // namespace
 }  // namespace mailprobe
