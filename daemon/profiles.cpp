@@ -679,11 +679,17 @@ Verdict judge(const ClientProfile& profile, Direction direction, const JudgeInpu
     v.sentence = sentenceFor(v, v.since);
     return v;
   }
+  // Every alternative failed or cannot tell: name them all, a shared failure once.
+  bool same = std::all_of(outcomes.begin(), outcomes.end(), [&](const Outcome& o) {
+    return o.state == outcomes.front().state && o.what == outcomes.front().what;
+  });
   std::vector<std::string> all;
   for (const auto& o : outcomes) {
-    all.push_back(words(o));
+    all.push_back(same && !all.empty() ? o.where : words(o));
   }
-  v.explanation = joinWords(all, "and");
+  v.explanation = same && all.size() > 1
+                      ? all.front() + ", as does " + joinWords({all.begin() + 1, all.end()}, "and")
+                      : joinWords(all, "and");
   auto unknown = std::find_if(outcomes.begin(), outcomes.end(),
                               [](const Outcome& o) { return o.state == Outcome::State::Unknown; });
   if (unknown != outcomes.end()) {

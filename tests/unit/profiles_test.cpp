@@ -490,6 +490,15 @@ TEST(Verdict, FallbackIsNamedInTheSentence) {
             "thunderbird can read mail: imap 143 (starttls) works with AUTHENTICATE PLAIN, after "
             "imap 993 (tls) refuses connections");
   EXPECT_EQ(tb.basis.port, 143);
+
+  // Both down the same way: said once.
+  w.at(Service::Imap, 143, Security::StartTls) = {refused(Service::Imap, 143, Security::StartTls)};
+  tb = judge(profile("thunderbird"), kIn, w.inputs());
+  EXPECT_FALSE(tb.ok);
+  EXPECT_EQ(tb.basis.port, 993);  // the client's first choice
+  EXPECT_EQ(tb.sentence,
+            "thunderbird cannot read mail: imap 993 (tls) refuses connections, as does imap 143 "
+            "(starttls) since 02:14 UTC");
 }
 
 TEST(Verdict, MissingMechanismNamesWhatTheClientWantsAndWhatIsOffered) {
