@@ -1,14 +1,19 @@
 // Verdicts of the built-in profiles from real probe results and real TLS version scans of the
 // loopback Dovecot and Postfix (tests/integration/mailenv.sh), changing one thing at a time:
 // the default servers, an expired certificate, a minimum TLS version raised on Dovecot, Dovecot
-// stopped. Each world turns exactly the expected cells red, with the expected reason. The
-// mail servers listen on random ports: the lookup maps the profiles' standard ports to them.
+// stopped. Each world turns exactly the expected cells red, with the expected reason, and in
+// each (Dovecot stopped aside) real clients with every profile's settings agree, cell by cell:
+// curl for IMAP with SASL, openssl s_client for the IMAP LOGIN command (Debian's curl 7.88 has
+// no AUTH=+LOGIN), swaks for SMTP, which quits after AUTH: no message is ever sent. The mail
+// servers listen on random ports: the lookup maps the profiles' standard ports to them.
 
 #include <gtest/gtest.h>
 #include <openssl/tls1.h>
 
 #include <map>
 #include <tuple>
+
+#include "tests/fakes/subprocess.h"
 
 #include "daemon/one_shot.h"
 #include "daemon/profiles.h"
@@ -97,6 +102,106 @@ class ProfileVerdictTest : public testing::MailEnvSuite {
     return out;
   }
 
+  // The env's port behind a profile's standard one.
+  static uint16_t envPort(Service service, uint16_t port) {
+    switch (port) {
+      case 143:
+        return env()->imapStarttlsPort();
+      case 993:
+        return env()->imapsPort();
+      case 465:
+        return env()->smtpsPort();
+      case 587:
+        return env()->submissionPort();
+      default:
+        return service == Service::Smtp ? env()->smtpPort() : 0;
+    }
+  }
+
+  // A shell command that runs the real client with one side's settings against `address` and
+  // exits 0 exactly when it logs in. $MP_USER and $MP_PASS come from the environment, so the
+  // password is in no string of this test. The side's first mechanism is the one it uses: the
+  // loopback servers offer PLAIN, LOGIN and the LOGIN command after TLS.
+  static std::string clientCommand(const ClientSide& side, Direction direction,
+                                   const std::string& address) {
+    Service service = direction == Direction::Incoming ? Service::Imap : Service::Smtp;
+    std::string port = std::to_string(envPort(service, side.port));
+    const std::string ca = env()->caFile();
+    bool strict = side.cert_policy == CertPolicy::Strict;
+    int lo = side.tls_min_version != 0 ? side.tls_min_version : TLS1_VERSION;
+    int hi = side.tls_max_version != 0 ? side.tls_max_version : TLS1_3_VERSION;
+    // OpenSSL 3 needs security level 0 for TLS 1.0 and 1.1, as TlsContext gives the probe.
+    bool legacy = lo < TLS1_2_VERSION;
+    auto dotted = [](int v) { return std::string(tlsVersionName(v)).substr(4); };  // "1.2"
+    // OpenSSL's command line spells TLS 1.0 "TLSv1".
+    auto opensslName = [](int v) {
+      return v == TLS1_VERSION ? std::string("TLSv1") : std::string(tlsVersionName(v));
+    };
+    const std::string& mechanism = side.mechanisms.front();
+
+    if (service == Service::Smtp) {
+      std::string protocols;
+      for (int v = lo; v <= hi; ++v) {
+        std::string d = dotted(v);
+        protocols +=
+            (protocols.empty() ? "" : ",") + std::string(d == "1.0" ? "tlsv1" : "tlsv" + d);
+      }
+      std::replace(protocols.begin(), protocols.end(), '.', '_');
+      return "timeout 30 swaks --server " + address + ":" + port +
+             (side.security == Security::Tls ? " --tls-on-connect" : " --tls") +
+             (strict ? " --tls-verify --tls-ca-path " + ca : "") +
+             " --tls-sni localhost --tls-protocol " + protocols +
+             (legacy ? " --tls-cipher DEFAULT@SECLEVEL=0" : "") + " --auth " + mechanism +
+             " --auth-user \"$MP_USER\" --auth-password \"$MP_PASS\" --quit-after AUTH"
+             " --to probe@example.org";
+    }
+    if (mechanism == "LOGIN-COMMAND") {
+      return "printf 'a LOGIN \"%s\" \"%s\"\\r\\nb LOGOUT\\r\\n' \"$MP_USER\" \"$MP_PASS\" | "
+             "timeout 30 openssl s_client -quiet -ign_eof" +
+             std::string(side.security == Security::StartTls ? " -starttls imap" : "") +
+             " -connect " + address + ":" + port + " -servername localhost" +
+             (strict ? " -verify_return_error -verify_hostname localhost -CAfile " + ca : "") +
+             " -min_protocol " + opensslName(lo) + " -max_protocol " + opensslName(hi) +
+             (legacy ? " -cipher DEFAULT@SECLEVEL=0" : "") + " 2>&1 | grep '^a OK'";
+    }
+    return "curl -sS --max-time 30 " +
+           std::string(side.security == Security::Tls ? "imaps://" : "--ssl-reqd imap://") +
+           "localhost:" + port + "/ --resolve localhost:" + port + ":" + address +
+           (strict ? " --cacert " + ca : " -k") + " --tlsv" + dotted(lo) + " --tls-max " +
+           dotted(hi) + (legacy ? " --ciphers DEFAULT@SECLEVEL=0" : "") +
+           " --login-options AUTH=" + mechanism + " -u \"$MP_USER:$MP_PASS\"";
+  }
+
+  // Whether the real client logs in with one of the profile's alternatives, in its order.
+  static bool realClientWorks(const ClientProfile& p, Direction direction,
+                              const std::string& address, std::string* transcript) {
+    const auto& sides = direction == Direction::Incoming ? p.incoming : p.outgoing;
+    for (const ClientSide& side : sides) {
+      std::string command = clientCommand(side, direction, address);
+      testing::Subprocess client({"/bin/sh", "-c", command},
+                                 {"MP_USER=" + env()->user(), "MP_PASS=" + env()->password()},
+                                 env()->dir() + "/client.out");
+      std::optional<int> status = client.wait(std::chrono::seconds(60));
+      *transcript += "$ " + command + "\n" + client.output() + "exit " +
+                     (status ? std::to_string(*status) : "none") + "\n";
+      if (status == 0) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Real clients agree with every verdict: works exactly where the verdict says it works.
+  static void expectClientsAgree(const std::vector<Verdict>& verdicts, const std::string& address) {
+    for (const Verdict& v : verdicts) {
+      const ClientProfile* p = findBuiltinProfile(v.profile);
+      ASSERT_NE(p, nullptr);
+      std::string transcript;
+      bool works = realClientWorks(*p, v.direction, address, &transcript);
+      EXPECT_EQ(works, v.ok) << v.sentence << "\n" << transcript;
+    }
+  }
+
   // Every built-in cell works except the `failing` ones, which fail with their reason.
   static void expectCells(const std::vector<Verdict>& verdicts, const std::vector<Cell>& failing) {
     ASSERT_EQ(verdicts.size(), 2 * builtinProfiles().size());
@@ -120,6 +225,20 @@ constexpr auto kOut = Direction::Outgoing;
 TEST_F(ProfileVerdictTest, DefaultServers) {
   std::vector<Verdict> v = judgeWorld("127.0.0.1");
   expectCells(v, {{"legacy-tls10", kIn, FailureReason::TlsVersionUnsupported}});
+  expectClientsAgree(v, "127.0.0.1");
+
+  // The agreement is not an accident of a broken command line: the old phone's clients, given
+  // TLS 1.2 as well, do log in (security level 0 and TLS 1.0 spelt as each tool wants).
+  ClientProfile widened = *findBuiltinProfile("legacy-tls10");
+  for (auto* sides : {&widened.incoming, &widened.outgoing}) {
+    for (ClientSide& side : *sides) {
+      side.tls_max_version = TLS1_2_VERSION;
+    }
+  }
+  for (Direction d : {kIn, kOut}) {
+    std::string transcript;
+    EXPECT_TRUE(realClientWorks(widened, d, "127.0.0.1", &transcript)) << transcript;
+  }
   for (const Verdict& x : v) {
     if (x.profile == "legacy-tls10" && x.direction == kIn) {
       EXPECT_EQ(x.explanation,
@@ -138,20 +257,23 @@ TEST_F(ProfileVerdictTest, DefaultServers) {
 // The address whose certificate expired: strict clients stop there, the guide's accept-all
 // phones go on.
 TEST_F(ProfileVerdictTest, ExpiredCertificate) {
-  expectCells(judgeWorld(env()->value("EXPIRED_IP")),
-              {{"thunderbird", kIn, FailureReason::CertExpired},
-               {"thunderbird", kOut, FailureReason::CertExpired},
-               {"ios-mail", kIn, FailureReason::CertExpired},
-               {"ios-mail", kOut, FailureReason::CertExpired},
-               {"outlook", kIn, FailureReason::CertExpired},
-               {"outlook", kOut, FailureReason::CertExpired},
-               {"legacy-tls10", kIn, FailureReason::TlsVersionUnsupported}});
+  const std::string expired = env()->value("EXPIRED_IP");
+  std::vector<Verdict> v = judgeWorld(expired);
+  expectClientsAgree(v, expired);
+  expectCells(v, {{"thunderbird", kIn, FailureReason::CertExpired},
+                  {"thunderbird", kOut, FailureReason::CertExpired},
+                  {"ios-mail", kIn, FailureReason::CertExpired},
+                  {"ios-mail", kOut, FailureReason::CertExpired},
+                  {"outlook", kIn, FailureReason::CertExpired},
+                  {"outlook", kOut, FailureReason::CertExpired},
+                  {"legacy-tls10", kIn, FailureReason::TlsVersionUnsupported}});
 }
 
 // TLS 1.3 only on Dovecot: the modern clients still read mail; then back to the default.
 TEST_F(ProfileVerdictTest, Tls13OnlyOnDovecot) {
   ASSERT_TRUE(env()->doveconf({"ssl_min_protocol = TLSv1.3"})) << env()->lastError();
   std::vector<Verdict> raised = judgeWorld("127.0.0.1");
+  expectClientsAgree(raised, "127.0.0.1");
   ASSERT_TRUE(env()->doveconf({"ssl_min_protocol = TLSv1.2"})) << env()->lastError();
   expectCells(raised, {{"legacy-tls10", kIn, FailureReason::TlsVersionUnsupported}});
   for (const Verdict& x : raised) {
