@@ -71,21 +71,15 @@ TEST(ProfileConfig, WithoutProfileTablesTheBuiltinsAreJudged) {
 }
 
 // The staged example: its "#: " lines are the TOML it will hold once the main loader reads
-// profiles.
+// profiles (and it keeps loading once they are uncommented).
 TEST(ProfileConfig, StagedExampleLoads) {
   std::string text = readFile(kSourceDir + "/etc/examples/profiles.toml");
   ASSERT_FALSE(text.empty());
   std::string live;
   std::istringstream lines(text);
-  size_t uncommented = 0;
   for (std::string line; std::getline(lines, line);) {
-    if (line.starts_with("#: ")) {
-      line = line.substr(3);
-      ++uncommented;
-    }
-    live += line + "\n";
+    live += (line.starts_with("#: ") ? line.substr(3) : line) + "\n";
   }
-  EXPECT_GT(uncommented, 20u);
   ProfileLoad r = load(live, "etc/examples/profiles.toml");
   ASSERT_TRUE(r.ok()) << allErrors(r);
   EXPECT_EQ(ids(r), (std::vector<std::string>{"android-guide", "thunderbird", "ios-mail", "outlook",
