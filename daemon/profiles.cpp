@@ -736,15 +736,23 @@ std::vector<EndpointKey> endpointsUsed(const std::vector<ClientProfile>& profile
   return out;
 }
 
+namespace {
+
+// A state's host is the [[host]] name, followed by "@addresses" for a pool's member.
+bool hostMatches(const std::string& state_host, const std::string& host) {
+  return state_host == host || (state_host.size() > host.size() && state_host.starts_with(host) &&
+                                state_host[host.size()] == '@');
+}
+
+}  // namespace
+
 ResultLookup resultsFromEndpoints(const std::vector<EndpointState>& endpoints) {
   return [&endpoints](const EndpointKey& k) -> std::optional<std::vector<ProbeResult>> {
     bool configured = false;
     std::vector<ProbeResult> out;
     for (const EndpointState& e : endpoints) {
-      bool host_matches =
-          e.host == k.host || (e.host.size() > k.host.size() && e.host.starts_with(k.host) &&
-                               e.host[k.host.size()] == '@');
-      if (!host_matches || e.service != k.service || e.port != k.port || e.security != k.security) {
+      if (!hostMatches(e.host, k.host) || e.service != k.service || e.port != k.port ||
+          e.security != k.security) {
         continue;
       }
       configured = true;
@@ -754,6 +762,39 @@ ResultLookup resultsFromEndpoints(const std::vector<EndpointState>& endpoints) {
       return std::nullopt;
     }
     return out;
+  };
+}
+
+RelayLookup relayFromStates(const std::vector<RelayState>& relay) {
+  return [&relay](const EndpointKey& k, bool signed_in) -> std::optional<FailureReason> {
+    RelayAuth auth = signed_in ? RelayAuth::SignedIn : RelayAuth::None;
+    std::vector<const RelayCell*> cells;
+    for (const RelayState& r : relay) {
+      if (k.service != Service::Smtp || !hostMatches(r.host, k.host) || r.port != k.port ||
+          r.security != k.security) {
+        continue;
+      }
+      for (const RelayCell& c : r.last) {
+        if (c.auth == auth && c.recipient == RelayRecipient::Outside && c.observed) {
+          cells.push_back(&c);
+        }
+      }
+    }
+    // Where this client sends from: outside the trusted networks when it signs in.
+    bool want_trusted = !signed_in;
+    bool have_kind = std::any_of(cells.begin(), cells.end(),
+                                 [&](const RelayCell* c) { return c->trusted == want_trusted; });
+    std::optional<FailureReason> answer;
+    for (const RelayCell* c : cells) {
+      if (have_kind && c->trusted != want_trusted) {
+        continue;
+      }
+      if (c->reason != FailureReason::None) {
+        return c->reason;
+      }
+      answer = FailureReason::None;
+    }
+    return answer;
   };
 }
 

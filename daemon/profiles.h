@@ -44,6 +44,7 @@
 namespace mailprobe {
 
 struct EndpointState;
+struct RelayState;
 
 enum class Direction { Incoming, Outgoing };
 std::string_view toString(Direction d);  // "incoming", "outgoing"
@@ -175,5 +176,16 @@ std::vector<EndpointKey> endpointsUsed(const std::vector<ClientProfile>& profile
 // members probed one by one: their results are joined). Only the endpoints whose `last` is
 // non-empty count as run. The states must outlive the lookup.
 ResultLookup resultsFromEndpoints(const std::vector<EndpointState>& endpoints);
+
+// A RelayLookup over the daemon's relay states (daemon/snapshot.h), matched like
+// resultsFromEndpoints on host, port and security: the outside-recipient cells in the client's
+// auth state. A client that signs in is judged from the vantages outside the trusted networks (a
+// phone on the road), one that does not from the trusted ones (the office copier); from any
+// vantage when there is none of that kind. The first cell refused against the policy gives its
+// reason (auth_relay_denied, trusted_relay_denied); None when those cells were answered as
+// expected; nullopt without an answer (no relay check, not run yet, or the conversation failed
+// before RCPT: the login itself is judged from the endpoint probes). The states must outlive
+// the lookup.
+RelayLookup relayFromStates(const std::vector<RelayState>& relay);
 
 }  // namespace mailprobe

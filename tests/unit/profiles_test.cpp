@@ -767,5 +767,55 @@ TEST(Seams, ResultsFromEndpointStatesJoinPoolMembers) {
   EXPECT_EQ(v.basis.address, "192.0.2.11");
 }
 
+TEST(Seams, RelayFromStatesAnswersForTheClientsPosition) {
+  auto cell = [](bool trusted, RelayAuth auth, RelayRecipient recipient, RelayVerdict observed,
+                 FailureReason reason) {
+    RelayCell c;
+    c.host = kHost;
+    c.port = 465;
+    c.security = Security::Tls;
+    c.trusted = trusted;
+    c.auth = auth;
+    c.recipient = recipient;
+    c.observed = observed;
+    c.reason = reason;
+    return c;
+  };
+  std::vector<RelayState> relay(1);
+  relay[0].host = kHost;
+  relay[0].port = 465;
+  relay[0].security = Security::Tls;
+  EndpointKey k{kHost, Service::Smtp, 465, Security::Tls};
+  RelayLookup lookup = relayFromStates(relay);
+  EXPECT_EQ(lookup(k, true), std::nullopt);  // not run yet
+
+  relay[0].last = {// From the trusted network, signed in: accepted.
+                   cell(true, RelayAuth::SignedIn, RelayRecipient::Outside, RelayVerdict::Accept,
+                        FailureReason::None),
+                   // From outside, signed in: refused where the policy says accept.
+                   cell(false, RelayAuth::SignedIn, RelayRecipient::Outside, RelayVerdict::Refuse,
+                        FailureReason::AuthRelayDenied),
+                   // From outside, not signed in: refused, as it should be.
+                   cell(false, RelayAuth::None, RelayRecipient::Outside, RelayVerdict::Refuse,
+                        FailureReason::None),
+                   // The local recipient never speaks for sending outside.
+                   cell(false, RelayAuth::SignedIn, RelayRecipient::Local, RelayVerdict::Refuse,
+                        FailureReason::LocalDeliveryRefused)};
+  EXPECT_EQ(lookup(k, true), FailureReason::AuthRelayDenied);
+  // Without sign-in there is no trusted vantage: the untrusted one answers, as expected.
+  EXPECT_EQ(lookup(k, false), FailureReason::None);
+  EXPECT_EQ(lookup({kHost, Service::Smtp, 587, Security::StartTls}, true), std::nullopt);
+
+  // The phone signing in from outside cannot send to outside recipients.
+  World w;
+  JudgeInputs in = w.inputs();
+  in.relay = lookup;
+  Verdict v = judge(profile("android-guide"), kOut, in);
+  EXPECT_EQ(v.reason, FailureReason::AuthRelayDenied);
+  EXPECT_EQ(v.sentence,
+            "android-guide cannot send: smtp 465 (tls) refuses an outside recipient after sign-in "
+            "since 02:14 UTC");
+}
+
 }  // namespace
 }  // namespace mailprobe
