@@ -274,18 +274,23 @@ std::string MailEnv::password() const {
   return pw;
 }
 
-bool MailEnv::postconf(const std::vector<std::string>& settings) {
-  std::vector<std::string> args{scriptPath(), "postconf", dir_};
+bool MailEnv::runSettings(const std::string& command, const std::vector<std::string>& settings) {
+  std::vector<std::string> args{scriptPath(), command, dir_};
   args.insert(args.end(), settings.begin(), settings.end());
   std::string output;
   return run(args, &output);
 }
 
+bool MailEnv::postconf(const std::vector<std::string>& settings) {
+  return runSettings("postconf", settings);
+}
+
+bool MailEnv::postconfMaster(const std::vector<std::string>& settings) {
+  return runSettings("postconf-master", settings);
+}
+
 bool MailEnv::doveconf(const std::vector<std::string>& settings) {
-  std::vector<std::string> args{scriptPath(), "doveconf", dir_};
-  args.insert(args.end(), settings.begin(), settings.end());
-  std::string output;
-  return run(args, &output);
+  return runSettings("doveconf", settings);
 }
 
 std::string MailEnv::queue() const {

@@ -48,6 +48,10 @@ class MailEnv {
   // `mailenv.sh postconf DIR setting...`: edits the private main.cf ("key = value") and reloads
   // Postfix; returns once the new settings are in force.
   bool postconf(const std::vector<std::string>& settings);
+  // `mailenv.sh postconf-master DIR service/type/parameter=value...`: a master.cf service's -o
+  // parameter (postconf -P), e.g. "127.0.0.1:<submission port>/inet/smtpd_relay_restrictions=
+  // permit_mynetworks,reject", then a reload; returns once the new settings are in force.
+  bool postconfMaster(const std::vector<std::string>& settings);
   // `mailenv.sh doveconf DIR setting...`: top-level Dovecot settings ("auth_mechanisms = plain",
   // "ssl_min_protocol = TLSv1.3", "auth_failure_delay = 0"), then a reload; returns once new
   // connections get them. A setting Dovecot rejects changes nothing and returns false.
@@ -71,6 +75,8 @@ class MailEnv {
   explicit MailEnv(std::string dir) : dir_(std::move(dir)) {}
   bool loadEnv(std::string* error);
   bool run(const std::vector<std::string>& args, std::string* output) const;
+  // `mailenv.sh COMMAND DIR setting...`
+  bool runSettings(const std::string& command, const std::vector<std::string>& settings);
 
   std::string dir_;
   std::map<std::string, std::string> env_;

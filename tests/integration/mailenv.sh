@@ -15,6 +15,8 @@
 #   mailenv.sh start DIR              DIR absent or empty; prints and writes DIR/env
 #   mailenv.sh stop DIR               idempotent; leaves DIR in place
 #   mailenv.sh postconf DIR 'key = value' ...   edit the private main.cf and reload
+#   mailenv.sh postconf-master DIR 'service/type/param=value' ...   edit a master.cf service's
+#                                     -o parameter (postconf -P) and reload
 #   mailenv.sh doveconf DIR 'key = value' ...   set top-level Dovecot settings and reload
 #   mailenv.sh queue DIR              the private Postfix queue
 #   mailenv.sh stop-service DIR dovecot|postfix
@@ -753,9 +755,23 @@ cmd_stop() {
 cmd_postconf() {
   set_paths "$@"
   shift
-  (($# > 0)) || die "postconf: no 'key = value' given"
-  [[ -f $POSTFIX_CONF/main.cf ]] || die "no private Postfix in $DIR"
-  postconf -c "$POSTFIX_CONF" -e "$@"
+  postconf_and_reload -e main.cf "postconf: no 'key = value' given" "$@"
+}
+
+# master.cf services are named by their listen address: "127.0.0.1:$SUBMISSION_PORT/inet/...".
+cmd_postconf_master() {
+  set_paths "$@"
+  shift
+  postconf_and_reload -P master.cf "postconf-master: no 'service/type/parameter=value' given" "$@"
+}
+
+# postconf -e (main.cf) or -P (master.cf -o parameters) on the private instance, then a reload.
+postconf_and_reload() {
+  local flag=$1 file=$2 missing=$3
+  shift 3
+  (($# > 0)) || die "$missing"
+  [[ -f $POSTFIX_CONF/$file ]] || die "no private Postfix in $DIR"
+  postconf -c "$POSTFIX_CONF" "$flag" "$@"
   local master
   master=$(live_pid postfix) || return 0
   reload_postfix "$master"
@@ -884,6 +900,7 @@ main() {
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
     postconf) cmd_postconf "$@" ;;
+    postconf-master) cmd_postconf_master "$@" ;;
     doveconf) cmd_doveconf "$@" ;;
     queue) cmd_queue "$@" ;;
     stop-service) cmd_service stop "$@" ;;
