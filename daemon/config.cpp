@@ -1,4 +1,5 @@
 #include "daemon/config.h"
+#include "daemon/profile_config.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -1961,6 +1962,8 @@ std::optional<Config> Loader::build(const toml::table& root) {
     } else if (name == "host") {
       hosts = &value;
       hosts_pos = at(key);
+    } else if (isProfileKey(name)) {
+      continue;  // read by loadProfiles
     } else {
       std::string message = "unknown ";
       if (value.is_table()) {
@@ -2121,7 +2124,16 @@ LoadResult loadInternal(std::string_view text, const std::string& path, const Ge
                      "to a credential or file");
   }
   result.errors = diag.takeErrors();
+  ProfileLoad profiles = loadProfiles(root, path);
+  if (!profiles.ok()) {
+    result.errors.insert(result.errors.end(), profiles.errors.begin(), profiles.errors.end());
+    std::stable_sort(result.errors.begin(), result.errors.end(),
+                     [](const ConfigError& a, const ConfigError& b) {
+                       return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+                     });
+  }
   if (config && result.errors.empty()) {
+    config->profiles = std::move(profiles.profiles);
     config->path = path;
     config->warnings = diag.takeWarnings();
     result.config = std::move(config);
@@ -2294,6 +2306,7 @@ LoadResult adHocConfig(const AdHocOptions& o, const GetEnv& getenv) {
   LoadResult result;
   result.errors = diag.takeErrors();
   if (config && result.errors.empty()) {
+    config->profiles = builtinProfiles();
     config->path = "command line";
     config->warnings = diag.takeWarnings();
     result.config = std::move(config);

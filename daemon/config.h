@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/profiles.h"
 #include "probes/probe_spec.h"
 #include "probes/relay.h"
 
@@ -64,6 +65,8 @@ struct Config {
   std::string path;
   DaemonConfig daemon;
   std::vector<HostConfig> hosts;
+  // Client configurations to judge: the built-ins (less [profiles] disable), then [[profile]]s.
+  std::vector<ClientProfile> profiles;
   // Things that work but should not be left as they are (an inline password, a password file
   // readable by everyone), each formatted like an error: "file:line:col: message".
   std::vector<std::string> warnings;
