@@ -10,6 +10,7 @@
 #include "daemon/log.h"
 #include "daemon/one_shot.h"
 #include "daemon/report.h"
+#include "daemon/snapshot.h"
 
 namespace mailprobe {
 namespace {
@@ -178,6 +179,36 @@ std::vector<RelayJob> relayJobsOf(const Config& config) {
   return jobs;
 }
 
+// The client profiles judged from one round of results. No TLS version scan here: a profile
+// whose versions the handshakes cannot tell (legacy-tls10) comes out unknown.
+std::vector<Verdict> judgeOnce(const Config& config, const OneShotResults& results, int64_t now) {
+  std::vector<EndpointState> states;
+  for (const auto& host : config.hosts) {
+    for (const auto& ep : host.endpoints) {
+      EndpointState state;
+      state.host = endpointTarget(ep.spec);
+      state.port = ep.spec.port;
+      state.service = ep.spec.service;
+      state.security = ep.spec.security;
+      for (const auto& r : results.endpoints) {
+        bool address_matches = ep.spec.addresses.empty() ||
+                               std::find(ep.spec.addresses.begin(), ep.spec.addresses.end(),
+                                         r.address) != ep.spec.addresses.end();
+        if (r.host == ep.spec.host && r.port == ep.spec.port && r.service == ep.spec.service &&
+            r.security == ep.spec.security && address_matches) {
+          state.last.push_back(r);
+        }
+      }
+      states.push_back(std::move(state));
+    }
+  }
+  JudgeInputs in;
+  in.default_host = config.hosts.empty() ? "" : config.hosts.front().name;
+  in.results = resultsFromEndpoints(states);
+  in.now = now;
+  return judgeAll(config.profiles, in);
+}
+
 int commandCheck(const Args& a, std::ostream& out, std::ostream& err) {
   if (a.get("--config").empty() && a.get("--host").empty()) {
     err << "check needs --config FILE or --host HOST\n" << kUsage;
@@ -211,10 +242,16 @@ int commandCheck(const Args& a, std::ostream& out, std::ostream& err) {
   OneShotResults results = runAllOnce(jobsOf(*loaded.config), relayJobsOf(*loaded.config));
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   Status status = overallStatus(results.endpoints, th, now, results.relay);
+  std::vector<Verdict> verdicts = judgeOnce(*loaded.config, results, now);
   if (format == "json") {
-    out << reportJson(results.endpoints, now, results.relay).dump(2) << "\n";
+    nlohmann::json j = reportJson(results.endpoints, now, results.relay);
+    j["profiles"] = profilesJson(verdicts);
+    out << j.dump(2) << "\n";
   } else {
     out << reportText(results.endpoints, th, now, results.relay);
+    if (!verdicts.empty()) {
+      out << "client configurations:\n" << profilesText(verdicts);
+    }
   }
   if (a.has("--perfdata")) {
     out << "| " << perfdata(results.endpoints, now) << "\n";

@@ -1677,7 +1677,8 @@ bool Loader::makeRelay(const HostDraft& host, HostConfig& out, bool endpoints_ok
   for (const auto* s : {&r.sender, &r.signed_in_sender}) {
     ok = ok && !(s->given && !s->value);
   }
-  if (!ok) {
+  // A misspelt local_recipient counts as given (one error, not two) but has no value.
+  if (!ok || !r.local_recipient.value) {
     return false;
   }
 

@@ -19,20 +19,12 @@ namespace {
 
 constexpr uint64_t kTickMs = 1000;
 constexpr size_t kMaxProbesInFlight = 64;
+// TLS versions change rarely: scan every 6 h, the first time within a minute of start.
+constexpr std::chrono::milliseconds kScanInterval{6 * 3600 * 1000};
+constexpr std::chrono::milliseconds kFirstScanWithin{60 * 1000};
 
 int64_t unixNow() {
   return static_cast<int64_t>(::time(nullptr));
-}
-
-// What the endpoint is called in metrics, the status page and logs: the configured name, and
-// the configured addresses when the [[host]] lists them, so that two backends of one name
-// (a pool probed member by member) stay apart.
-std::string endpointTarget(const EndpointSpec& s) {
-  std::string target = s.host;
-  for (size_t i = 0; i < s.addresses.size(); ++i) {
-    target += (i == 0 ? "@" : ",") + s.addresses[i];
-  }
-  return target;
 }
 
 // Identity across reloads: everything that makes two endpoints different probes.
@@ -91,7 +83,9 @@ class Daemon {
     scheduler_ = std::make_unique<Scheduler>(
         &loop_, Scheduler::Options{.max_in_flight = kMaxProbesInFlight},
         [this](const std::string& key, RunResults results) {
-          if (relay_index_.count(key) != 0) {
+          if (key.rfind("scan|", 0) == 0) {
+            scans_[key] = std::move(results.scans);
+          } else if (relay_index_.count(key) != 0) {
             onRelayResult(key, std::move(results.relay));
           } else {
             onResult(key, std::move(results.endpoints));
@@ -150,6 +144,13 @@ class Daemon {
         state.interval_seconds = static_cast<double>(ep.interval.count()) / 1000.0;
         index[key] = states.size();
         states.push_back(std::move(state));
+        if (ep.spec.security != Security::None) {
+          // The client profiles' TLS versions are judged from these scans (never a login).
+          ScheduledEndpoint scan{"scan|" + key, ep.spec, {}, kScanInterval, std::nullopt};
+          scan.tls_scan = true;
+          scan.first_within = kFirstScanWithin;
+          scheduled.push_back(std::move(scan));
+        }
       }
       for (const auto& rc : host.relay) {
         std::string key = "relay|" + endpointKey(rc.spec.endpoint);
@@ -171,6 +172,11 @@ class Daemon {
     relay_states_ = std::move(relay_states);
     index_ = std::move(index);
     relay_index_ = std::move(relay_index);
+    for (auto it = scans_.begin(); it != scans_.end();) {
+      bool kept = std::any_of(scheduled.begin(), scheduled.end(),
+                              [&](const ScheduledEndpoint& e) { return e.key == it->first; });
+      it = kept ? std::next(it) : scans_.erase(it);
+    }
     scheduler_->setEndpoints(std::move(scheduled));
   }
 
@@ -279,6 +285,46 @@ class Daemon {
     }
   }
 
+  // The client configurations' verdicts from the latest results; a change is one log line.
+  std::vector<Verdict> judgeProfiles(const Snapshot& snap) {
+    JudgeInputs in;
+    in.default_host = config_.hosts.empty() ? "" : config_.hosts.front().name;
+    in.results = resultsFromEndpoints(snap.endpoints);
+    in.relay = relayFromStates(snap.relay);
+    in.scans = [this](const EndpointKey& key,
+                      const std::string& address) -> std::optional<TlsVersionResult> {
+      for (const auto& [job, results] : scans_) {
+        for (const auto& r : results) {
+          if (r.host == key.host && r.port == key.port && r.security == key.security &&
+              r.service == key.service && r.address == address) {
+            return r;
+          }
+        }
+      }
+      return std::nullopt;
+    };
+    in.now = snap.taken_at;
+    std::vector<Verdict> verdicts = judgeAll(config_.profiles, in);
+    for (auto& v : verdicts) {
+      const Verdict* previous = nullptr;
+      for (const auto& p : verdicts_) {
+        if (p.profile == v.profile && p.direction == v.direction) {
+          previous = &p;
+        }
+      }
+      carrySince(v, previous);
+      if (v.known && (previous == nullptr || !sameState(v, *previous))) {
+        if (v.ok) {
+          log::notice("CLIENT OK: " + v.sentence);
+        } else {
+          log::warning("CLIENT FAILS: " + v.sentence);
+        }
+      }
+    }
+    verdicts_ = verdicts;
+    return verdicts;
+  }
+
   void publish() {
     auto snap = std::make_shared<Snapshot>();
     snap->taken_at = unixNow();
@@ -287,6 +333,7 @@ class Daemon {
     snap->daemon.max_probes_in_flight = static_cast<int>(kMaxProbesInFlight);
     snap->endpoints = states_;
     snap->relay = relay_states_;
+    snap->verdicts = judgeProfiles(*snap);
     std::lock_guard<std::mutex> lock(snapshot_mutex_);
     snapshot_ = std::move(snap);
   }
@@ -421,6 +468,8 @@ class Daemon {
   std::map<std::string, size_t> index_;
   std::vector<RelayState> relay_states_;
   std::map<std::string, size_t> relay_index_;
+  std::map<std::string, std::vector<TlsVersionResult>> scans_;  // by scan job key
+  std::vector<Verdict> verdicts_;                               // as last judged
   mutable std::mutex snapshot_mutex_;
   SnapshotPtr snapshot_;
   uv_signal_t sighup_{}, sigterm_{}, sigint_{};

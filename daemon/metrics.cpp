@@ -158,6 +158,39 @@ std::string_view trustedLabel(bool trusted) {
   return trusted ? "true" : "false";
 }
 
+// One series per profile and direction whose verdict is known: the answer to "can users set up
+// like this read and send mail now?". Profile ids come from the config (bounded).
+void profileMetrics(FamilySet& set, const Snapshot& s) {
+  const auto G = MetricType::Gauge;
+  auto& ok = set.add("mailprobe_client_config_ok",
+                     "1 if a client set up like this profile could read (incoming) or send "
+                     "(outgoing) mail according to the latest results, 0 if it fails; absent "
+                     "while the results cannot tell.",
+                     G);
+  auto& failure = set.add("mailprobe_client_config_failure_info",
+                          "Why and at which step a client profile fails; always 1, present only "
+                          "while failing.",
+                          G);
+  auto& since = set.add("mailprobe_client_config_since_timestamp_seconds",
+                        "Unix time since which the profile's verdict has been what it is.", G);
+  for (const auto& v : s.verdicts) {
+    if (!v.known) {
+      continue;
+    }
+    Labels base{{"profile", v.profile}, {"direction", std::string(toString(v.direction))}};
+    gauge(ok, base, v.ok ? 1 : 0);
+    if (v.since != 0) {
+      gauge(since, base, static_cast<double>(v.since));
+    }
+    if (!v.ok) {
+      gauge(failure,
+            plus(base, {{"reason", std::string(toString(v.reason))},
+                        {"phase", std::string(toString(v.phase))}}),
+            1);
+    }
+  }
+}
+
 void relayMetrics(FamilySet& set, const Snapshot& s) {
   const auto G = MetricType::Gauge;
   auto& interval = set.add("mailprobe_relay_interval_seconds",
@@ -512,6 +545,7 @@ std::vector<MetricFamily> buildMetrics(const Snapshot& s) {
     }
   }
   relayMetrics(set, s);
+  profileMetrics(set, s);
   return set.take();
 }
 

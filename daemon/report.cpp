@@ -289,6 +289,29 @@ std::string reportText(const std::vector<ProbeResult>& results, const Thresholds
   return out + "\n";
 }
 
+nlohmann::json profilesJson(const std::vector<Verdict>& verdicts) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& v : verdicts) {
+    out.push_back({{"profile", v.profile},
+                   {"direction", toString(v.direction)},
+                   {"ok", v.known && v.ok},
+                   {"known", v.known},
+                   {"reason", toString(v.reason)},
+                   {"phase", v.known && !v.ok ? nlohmann::json(toString(v.phase)) : nullptr},
+                   {"sentence", v.sentence},
+                   {"since", v.since != 0 ? nlohmann::json(isoTime(v.since)) : nullptr}});
+  }
+  return out;
+}
+
+std::string profilesText(const std::vector<Verdict>& verdicts) {
+  std::string out;
+  for (const auto& v : verdicts) {
+    out += std::string(!v.known ? "??  " : (v.ok ? "ok  " : "FAIL")) + "  " + v.sentence + "\n";
+  }
+  return out;
+}
+
 std::string perfdata(const std::vector<ProbeResult>& results, int64_t now) {
   std::string out;
   for (const auto& r : results) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/profiles.h"
 #include "probes/relay.h"
 #include "probes/types.h"
 
@@ -38,6 +39,12 @@ std::string reportText(const std::vector<ProbeResult>& results, const Thresholds
                        const std::vector<RelayCell>& relay = {});
 // "label=value;;;; ..." for every endpoint: total time and certificate days left.
 std::string perfdata(const std::vector<ProbeResult>& results, int64_t now);
+
+// The `profiles` array: {profile, direction, ok, reason, sentence} per verdict (PRODUCT.md), and
+// known (false: the results cannot tell; ok is then false), phase and since.
+nlohmann::json profilesJson(const std::vector<Verdict>& verdicts);
+// One line per verdict, for `check`.
+std::string profilesText(const std::vector<Verdict>& verdicts);
 
 std::string isoTime(int64_t unix_seconds);
 // Whole days left before the earliest not-after of the chain (negative once expired).

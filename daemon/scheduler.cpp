@@ -4,6 +4,7 @@
 
 #include "probes/endpoint_probe.h"
 #include "probes/relay_probe.h"
+#include "probes/tls_version_scan.h"
 
 namespace mailprobe {
 
@@ -12,7 +13,12 @@ Scheduler::Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnSta
           loop, options, std::move(on_result), std::move(on_start),
           [loop](const ScheduledEndpoint& e, RunDone done) -> void* {
             RunningProbe* probe = nullptr;
-            if (e.relay) {
+            if (e.tls_scan) {
+              probe = TlsVersionScan::start(
+                  loop, e.spec, [done = std::move(done)](std::vector<TlsVersionResult> scans) {
+                    done({{}, {}, std::move(scans)});
+                  });
+            } else if (e.relay) {
               probe = RelayProbe::start(loop, *e.relay, e.credentials, nullptr,
                                         [done = std::move(done)](std::vector<RelayCell> cells) {
                                           done({{}, std::move(cells)});
@@ -77,8 +83,11 @@ void Scheduler::setEndpoints(std::vector<ScheduledEndpoint> endpoints) {
     entry->generation = ++generation_;
     uint64_t interval =
         static_cast<uint64_t>(std::max<int64_t>(1, entry->endpoint.interval.count()));
-    // Step 1: a random point of the first interval.
-    entry->due_ms = now + std::uniform_int_distribution<uint64_t>(0, interval - 1)(rng_);
+    // Step 1: a random point of the first interval (or of `first_within`, when given).
+    uint64_t spread = entry->endpoint.first_within.count() > 0
+                          ? static_cast<uint64_t>(entry->endpoint.first_within.count())
+                          : interval;
+    entry->due_ms = now + std::uniform_int_distribution<uint64_t>(0, spread - 1)(rng_);
     next.push_back(std::move(entry));
   }
   for (auto& old : entries_) {

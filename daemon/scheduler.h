@@ -26,6 +26,7 @@
 
 #include "probes/probe_spec.h"
 #include "probes/relay.h"
+#include "probes/tls_version_scan.h"
 #include "probes/types.h"
 
 namespace mailprobe {
@@ -37,12 +38,17 @@ struct ScheduledEndpoint {
   Credentials credentials;
   std::chrono::milliseconds interval{60'000};
   std::optional<RelaySpec> relay;  // a relay check (RelayProbe) instead of an endpoint probe
+  bool tls_scan = false;           // a TLS version scan (TlsVersionScan) of `spec` instead
+  // Where the first run falls: at random within this (0: within the first interval). A slow
+  // job (a scan every few hours) still gets its first answer soon.
+  std::chrono::milliseconds first_within{0};
 };
 
 // What one run produced: an endpoint probe's results, or a relay check's cells.
 struct RunResults {
   std::vector<ProbeResult> endpoints;
   std::vector<RelayCell> relay;
+  std::vector<TlsVersionResult> scans;
 };
 
 class Scheduler {

@@ -35,4 +35,12 @@ bool RelayState::openRelay() const {
                      [](const RelayCell& c) { return c.reason == FailureReason::OpenRelay; });
 }
 
+std::string endpointTarget(const EndpointSpec& s) {
+  std::string target = s.host;
+  for (size_t i = 0; i < s.addresses.size(); ++i) {
+    target += (i == 0 ? "@" : ",") + s.addresses[i];
+  }
+  return target;
+}
+
 }  // namespace mailprobe

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/profiles.h"
 #include "probes/relay.h"
 #include "probes/types.h"
 
@@ -85,8 +86,14 @@ struct Snapshot {
   DaemonStats daemon;
   std::vector<EndpointState> endpoints;  // in config order
   std::vector<RelayState> relay;         // in config order
+  std::vector<Verdict> verdicts;         // client configurations, profile order
 };
 
 using SnapshotPtr = std::shared_ptr<const Snapshot>;
+
+// What an endpoint is called in metrics, the status page and logs: the configured name, and the
+// configured addresses when the [[host]] lists them ("mail.example.org@192.0.2.10"), so that two
+// backends of one name (a pool probed member by member) stay apart.
+std::string endpointTarget(const EndpointSpec& spec);
 
 }  // namespace mailprobe

@@ -246,10 +246,47 @@ void endpointCard(std::string& out, const EndpointState& e, size_t index, int64_
   out += "</article>";
 }
 
-// Hook for the client-profile verdict grid (a later issue): it goes at the top, and only when
-// the snapshot carries verdicts. Render `<section id="profiles">` here; the Snapshot has no
-// verdicts yet, so nothing is written.
-void profilesSection(std::string& /*out*/, const Snapshot& /*s*/) {}
+// The answer before anything else: could users set up like each client profile read and send
+// mail now? One row per profile, a cell per direction.
+void profilesSection(std::string& out, const Snapshot& s) {
+  if (s.verdicts.empty()) {
+    return;
+  }
+  std::vector<std::string> order;
+  for (const auto& v : s.verdicts) {
+    if (std::find(order.begin(), order.end(), v.profile) == order.end()) {
+      order.push_back(v.profile);
+    }
+  }
+  out +=
+      "<section id=\"profiles\"><h2>Client configurations</h2><table class=\"grid\">"
+      "<thead><tr><th>Profile</th><th>Read mail</th><th>Send mail</th></tr></thead><tbody>";
+  for (const auto& id : order) {
+    out += "<tr><th scope=\"row\">" + esc(id) + "</th>";
+    for (Direction d : {Direction::Incoming, Direction::Outgoing}) {
+      const Verdict* v = nullptr;
+      for (const auto& candidate : s.verdicts) {
+        if (candidate.profile == id && candidate.direction == d) {
+          v = &candidate;
+        }
+      }
+      if (v == nullptr) {
+        out += "<td class=\"na\">—</td>";
+      } else if (!v->known) {
+        out += "<td class=\"pending\" data-state=\"unknown\">unknown<br><small>" +
+               esc(v->sentence) + "</small></td>";
+      } else if (v->ok) {
+        out += "<td class=\"ok\" data-state=\"ok\">works<br><small>" + esc(v->sentence) +
+               "</small></td>";
+      } else {
+        out += "<td class=\"bad\" data-state=\"fails\"><strong>fails</strong> <code>" +
+               esc(toString(v->reason)) + "</code><br><small>" + esc(v->sentence) + "</small></td>";
+      }
+    }
+    out += "</tr>";
+  }
+  out += "</tbody></table></section>";
+}
 
 // Under the overall line: how the relay rules stand, and every open relay, loudly.
 void relaySummary(std::string& out, const Snapshot& s) {
@@ -387,7 +424,9 @@ table{border-collapse:collapse;width:100%;font-size:.88rem;margin-top:.4rem}
 th,td{text-align:left;padding:.2rem .4rem;border-top:1px solid var(--line);white-space:nowrap}
 tr.down td{color:var(--down)}
 #problems li{margin:.2rem 0}
-table.relay td.bad{background:var(--downbg)}td.open,p.open{font-size:1.1rem}
+table.relay td.bad{background:var(--downbg)}
+table.grid td{white-space:normal;vertical-align:top}table.grid td.bad{background:var(--downbg)}
+table.grid td.pending{color:#666}td.open,p.open{font-size:1.1rem}
 #relay .ep{margin-bottom:.8rem}
 a{color:inherit}
 )css";
@@ -565,6 +604,7 @@ nlohmann::json statusJson(const Snapshot& s, int64_t now) {
     cells.insert(cells.end(), r.last.begin(), r.last.end());
   }
   json out = reportJson(results, now, cells);
+  out["profiles"] = profilesJson(s.verdicts);
   json& entries = out["endpoints"];
   for (size_t i = 0; i < entries.size() && i < owner.size(); ++i) {
     entries[i]["last_run"] = stamp(owner[i]->last_run_timestamp);

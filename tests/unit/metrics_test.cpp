@@ -224,6 +224,23 @@ Snapshot richSnapshot() {
                    .vantages = {office, outside}};
   later.in_flight = true;
   s.relay = {mx, later};
+
+  // Client verdicts: one working, one failing, one the results cannot tell.
+  Verdict works;
+  works.profile = "android-guide";
+  works.direction = Direction::Incoming;
+  works.known = true;
+  works.ok = true;
+  works.since = kNow - 600;
+  Verdict fails = works;
+  fails.direction = Direction::Outgoing;
+  fails.ok = false;
+  fails.reason = FailureReason::AuthMechanismMissing;
+  fails.phase = Phase::Auth;
+  Verdict unknown = works;
+  unknown.profile = "legacy-tls10";
+  unknown.known = false;
+  s.verdicts = {works, fails, unknown};
   return s;
 }
 
@@ -342,6 +359,25 @@ TEST(Metrics, EveryExportedFamilyIsInTheReadmeTableAndBack) {
   for (const auto& [name, type] : table) {
     EXPECT_NE(findFamily(families, name), nullptr) << name << " is documented but not exported";
   }
+}
+
+TEST(Metrics, ClientVerdictsAreExportedOnlyWhenKnownWithTheirReason) {
+  auto families = buildMetrics(richSnapshot());
+  const MetricFamily* ok = findFamily(families, "mailprobe_client_config_ok");
+  ASSERT_NE(ok, nullptr);
+  ASSERT_EQ(ok->metric.size(), 2u);  // legacy-tls10 is unknown: no series
+  std::string text = serializeMetrics(families);
+  EXPECT_NE(
+      text.find("mailprobe_client_config_ok{profile=\"android-guide\",direction=\"outgoing\"} 0"),
+      std::string::npos);
+  EXPECT_NE(
+      text.find("mailprobe_client_config_ok{profile=\"android-guide\",direction=\"incoming\"} 1"),
+      std::string::npos);
+  EXPECT_NE(text.find("mailprobe_client_config_failure_info{profile=\"android-guide\",direction="
+                      "\"outgoing\",reason=\"auth_mechanism_missing\",phase=\"auth\"} 1"),
+            std::string::npos)
+      << text;
+  EXPECT_EQ(text.find("legacy-tls10"), std::string::npos);
 }
 
 TEST(Metrics, FamilyNamesAreUniqueAndEveryFamilyHasHelp) {
@@ -476,11 +512,12 @@ TEST(Metrics, NoServerTextAddressOrSecretBecomesALabel) {
                                           "mx.example.org",
                                           "25",
                                           "office",
-                                          "outside"};
+                                          "outside",
+                                          "android-guide"};
   std::set<std::string> bounded(identity);
   for (auto v : {"imap", "smtp", "none", "starttls", "tls", "ipv4", "ipv6", "before_tls",
                  "after_tls", "TLSv1.3", "TLS_AES_256_GCM_SHA384", "signed_in", "local", "accept",
-                 "refuse", "true", "false"}) {
+                 "refuse", "true", "false", "incoming", "outgoing"}) {
     bounded.insert(v);
   }
   for (auto r : allFailureReasons()) {
