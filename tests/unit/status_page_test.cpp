@@ -317,3 +317,40 @@ TEST(StatusJson, RelayCellsHaveTheContractShape) {
 
 }  // namespace
 }  // namespace mailprobe
+
+namespace mailprobe {
+namespace {
+
+TEST(StatusPage, ClientGridComesFirstWithWorksFailsAndUnknown) {
+  Snapshot s;
+  s.taken_at = 1'800'000'000;
+  Verdict read;
+  read.profile = "android-guide";
+  read.direction = Direction::Incoming;
+  read.known = true;
+  read.ok = true;
+  read.sentence = "android-guide can read mail: imap 993 (tls) works";
+  Verdict send = read;
+  send.direction = Direction::Outgoing;
+  send.ok = false;
+  send.reason = FailureReason::AuthMechanismMissing;
+  send.sentence = "android-guide cannot send: smtp 465 <refuses> AUTH PLAIN";
+  Verdict legacy = read;
+  legacy.profile = "legacy-tls10";
+  legacy.known = false;
+  legacy.sentence = "legacy-tls10: no version scan yet";
+  s.verdicts = {read, send, legacy};
+  const std::string page = renderStatusPage(s, s.taken_at);
+  size_t grid = page.find("<section id=\"profiles\">");
+  ASSERT_NE(grid, std::string::npos);
+  EXPECT_LT(grid, page.find("<h2>Endpoints")) << "the grid must come before the endpoints";
+  EXPECT_NE(page.find("data-state=\"ok\""), std::string::npos);
+  EXPECT_NE(page.find("data-state=\"fails\""), std::string::npos);
+  EXPECT_NE(page.find("data-state=\"unknown\""), std::string::npos);
+  EXPECT_NE(page.find("<code>auth_mechanism_missing</code>"), std::string::npos);
+  EXPECT_NE(page.find("smtp 465 &lt;refuses&gt; AUTH PLAIN"), std::string::npos);
+  EXPECT_EQ(page.find("<refuses>"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mailprobe
