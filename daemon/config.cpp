@@ -1,4 +1,5 @@
 #include "daemon/config.h"
+#include "daemon/config_words.h"
 #include "daemon/profile_config.h"
 
 #include <arpa/inet.h>
@@ -164,72 +165,6 @@ std::vector<std::string_view> concat(
 // ---------------------------------------------------------------------------------------------
 // Small text helpers.
 
-size_t editDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) {
-    row[j] = j;
-  }
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') {
-      c = static_cast<char>(c - 'A' + 'a');
-    }
-  }
-  return out;
-}
-
-// The closest candidate, if it is close enough to be a typo.
-std::optional<std::string_view> closest(std::string_view word,
-                                        const std::vector<std::string_view>& candidates) {
-  std::optional<std::string_view> best;
-  size_t best_distance = 3;  // at most two edits
-  std::string word_lower = lower(word);
-  for (std::string_view c : candidates) {
-    size_t distance = editDistance(word_lower, lower(c));
-    if (distance < best_distance && distance < std::max<size_t>(c.size() / 2, 1)) {
-      best = c;
-      best_distance = distance;
-    }
-  }
-  return best;
-}
-
-// A value as a message shows it: one line, bounded, control characters escaped.
-std::string quoted(std::string_view s) {
-  std::string out = "\"";
-  size_t shown = 0;
-  for (unsigned char c : s) {
-    if (++shown > 64) {
-      out += "...";
-      break;
-    }
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04X", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + '"';
-}
-
 std::string_view typeName(toml::node_type t) {
   switch (t) {
     case toml::node_type::table:
@@ -263,7 +198,7 @@ std::string describe(const toml::node& n, bool secret = false) {
     return type;
   }
   if (const auto* s = n.as_string()) {
-    return type + ' ' + quoted(s->get());
+    return type + ' ' + quotedValue(s->get());
   }
   if (const auto* i = n.as_integer()) {
     return type + ' ' + std::to_string(i->get());
@@ -467,7 +402,7 @@ Secret resolveSecret(SecretKind kind, const std::string& value, const std::strin
     case SecretKind::Env: {
       s.source = "env " + value;
       if (!isEnvName(value)) {
-        s.error = quoted(value) + " is not an environment variable name";
+        s.error = quotedValue(value) + " is not an environment variable name";
         return s;
       }
       std::optional<std::string> v = getenv(value);
@@ -484,7 +419,7 @@ Secret resolveSecret(SecretKind kind, const std::string& value, const std::strin
     case SecretKind::Credential: {
       s.source = "credential " + value;
       if (value.empty() || value == "." || value == ".." || value.find('/') != std::string::npos) {
-        s.error = quoted(value) + " is not a credential name (a file name, without '/')";
+        s.error = quotedValue(value) + " is not a credential name (a file name, without '/')";
         return s;
       }
       std::optional<std::string> dir = getenv("CREDENTIALS_DIRECTORY");
@@ -831,7 +766,7 @@ std::optional<std::string_view> Loader::unknownKey(const toml::key& key, std::st
   std::string message = "unknown key '" + std::string(name) + "' in " + std::string(where);
   bool in_account = where.ends_with("account]");
   bool in_endpoint = where == "[[host.endpoint]]";
-  std::optional<std::string_view> suggestion = closest(name, known);
+  std::optional<std::string_view> suggestion = closestWord(name, known);
   if (suggestion) {
     message += "; did you mean '" + std::string(*suggestion) + "'?";
   } else if (!in_account && contains(kAccountKeys, name)) {
@@ -876,7 +811,7 @@ std::optional<milliseconds> Loader::readDuration(std::string_view key, const tom
       d = milliseconds{0};
     }
   } else if (const auto* s = n.as_string()) {
-    shown = quoted(s->get());
+    shown = quotedValue(s->get());
     d = parseDuration(s->get());
     if (!d) {
       d_.error(at(n), k(key) + ": " + shown +
@@ -929,12 +864,13 @@ std::optional<E> Loader::readEnum(std::string_view key, const toml::node& n,
       return c.value;
     }
   }
-  std::string message = k(key) + ": " + quoted(s->get()) + " is not one of " + joinNames(names);
-  if (key == "security" && lower(s->get()).starts_with("ssl")) {
+  std::string message =
+      k(key) + ": " + quotedValue(s->get()) + " is not one of " + joinNames(names);
+  if (key == "security" && lowerAscii(s->get()).starts_with("ssl")) {
     message += " (implicit TLS, which clients call SSL, is \"tls\")";
   } else if (key == "untrusted" && s->get() == "all") {
     message += ": an untrusted client that may send anywhere is an open relay";
-  } else if (auto suggestion = closest(s->get(), names)) {
+  } else if (auto suggestion = closestWord(s->get(), names)) {
     message += "; did you mean \"" + std::string(*suggestion) + "\"?";
   }
   d_.error(at(n), std::move(message));
@@ -959,10 +895,10 @@ std::optional<std::vector<std::string>> Loader::readAddresses(std::string_view k
     if (!s) {
       ok = false;
     } else if (!isIpv4(*s) && !isIpv6(*s)) {
-      d_.error(at(element), k(key) + ": " + quoted(*s) + " is not an IPv4 or IPv6 address");
+      d_.error(at(element), k(key) + ": " + quotedValue(*s) + " is not an IPv4 or IPv6 address");
       ok = false;
     } else if (std::find(out.begin(), out.end(), *s) != out.end()) {
-      d_.error(at(element), k(key) + ": " + quoted(*s) + " is listed twice");
+      d_.error(at(element), k(key) + ": " + quotedValue(*s) + " is listed twice");
       ok = false;
     } else {
       out.push_back(std::move(*s));
@@ -1004,10 +940,11 @@ std::optional<std::vector<std::string>> Loader::readMechanisms(const toml::node&
           return (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
         });
     if (!valid) {
-      d_.error(at(element), k("mechanisms") + ": " + quoted(*s) + " is not a SASL mechanism name");
+      d_.error(at(element),
+               k("mechanisms") + ": " + quotedValue(*s) + " is not a SASL mechanism name");
       ok = false;
     } else if (std::find(out.begin(), out.end(), upper) != out.end()) {
-      d_.error(at(element), k("mechanisms") + ": " + quoted(upper) + " is listed twice");
+      d_.error(at(element), k("mechanisms") + ": " + quotedValue(upper) + " is listed twice");
       ok = false;
     } else {
       out.push_back(std::move(upper));
@@ -1049,7 +986,7 @@ bool Loader::readLayerKey(std::string_view key, const toml::node& n, Layer& l) {
                      (isIpv4(name->substr(1, name->size() - 2)) ||
                       (name->starts_with("[IPv6:") && isIpv6(name->substr(6, name->size() - 7))));
       if (!literal && !isDomainName(*name)) {
-        d_.error(at(n), k(key) + ": " + quoted(*name) +
+        d_.error(at(n), k(key) + ": " + quotedValue(*name) +
                             " is not a domain name or an address literal like \"[192.0.2.1]\"");
         name.reset();
       }
@@ -1058,7 +995,7 @@ bool Loader::readLayerKey(std::string_view key, const toml::node& n, Layer& l) {
   } else if (key == "source_address") {
     std::optional<std::string> address = readString(key, n);
     if (address && !address->empty() && !isIpv4(*address) && !isIpv6(*address)) {
-      d_.error(at(n), k(key) + ": " + quoted(*address) + " is not an IPv4 or IPv6 address");
+      d_.error(at(n), k(key) + ": " + quotedValue(*address) + " is not an IPv4 or IPv6 address");
       address.reset();
     }
     set(l.source_address, std::move(address), n);
@@ -1112,7 +1049,7 @@ void Loader::readDaemon(const toml::node& n, DaemonConfig& out) {
         d_.error(at(value), k(name) +
                                 ": expected \"address:port\" such as \"127.0.0.1:9807\" or "
                                 "\"[::1]:9807\", got " +
-                                quoted(*listen));
+                                quotedValue(*listen));
       }
     } else if (name == "log_level") {
       if (auto level = readEnum(name, value, kLogLevels)) {
@@ -1271,7 +1208,8 @@ std::optional<HostDraft> Loader::readHost(const toml::node& n) {
     if (name == "name") {
       std::optional<std::string> host = readString(name, value);
       if (host && !isDomainName(*host) && !isIpv4(*host) && !isIpv6(*host)) {
-        d_.error(at(value), k(name) + ": " + quoted(*host) + " is not a host name or IP address");
+        d_.error(at(value),
+                 k(name) + ": " + quotedValue(*host) + " is not a host name or IP address");
         host.reset();
       }
       set(h.name, std::move(host), value);
@@ -1315,7 +1253,7 @@ std::optional<std::string> Loader::readMailAddress(std::string_view key, const t
     return s;
   }
   if (!isMailAddress(*s)) {
-    d_.error(at(n), k(key) + ": " + quoted(*s) +
+    d_.error(at(n), k(key) + ": " + quotedValue(*s) +
                         " is not a mail address like \"user@example.org\"" +
                         (key == "sender" ? " (or \"\" for the null sender <>)" : ""));
     return std::nullopt;
@@ -1373,7 +1311,7 @@ RelayDraft Loader::readRelay(const toml::node& n) {
             domains.reset();
             break;
           }
-          domains->push_back(lower(d->get()));
+          domains->push_back(lowerAscii(d->get()));
         }
       }
       set(r.local_domains, std::move(domains), value);
@@ -1435,7 +1373,7 @@ VantageDraft Loader::readVantage(const toml::node& n) {
     if (name == "name") {
       std::optional<std::string> vantage = readString(name, value);
       if (vantage && !isVantageName(*vantage)) {
-        d_.error(at(value), k(name) + ": " + quoted(*vantage) +
+        d_.error(at(value), k(name) + ": " + quotedValue(*vantage) +
                                 " is not a vantage name (letters, digits, '.', '_' and '-', at "
                                 "most 64)");
         vantage.reset();
@@ -1444,7 +1382,8 @@ VantageDraft Loader::readVantage(const toml::node& n) {
     } else if (name == "source_address") {
       std::optional<std::string> address = readString(name, value);
       if (address && !isIpv4(*address) && !isIpv6(*address)) {
-        d_.error(at(value), k(name) + ": " + quoted(*address) + " is not an IPv4 or IPv6 address");
+        d_.error(at(value),
+                 k(name) + ": " + quotedValue(*address) + " is not an IPv4 or IPv6 address");
         address.reset();
       } else if (address) {
         // Checked now: a vantage the machine lacks is a config error, not a stream of failures.
@@ -1513,7 +1452,7 @@ bool Loader::makeRelay(const HostDraft& host, HostConfig& out, bool endpoints_ok
     return false;
   }
   bool ok = true;
-  std::string host_label = "host " + quoted(out.name);
+  std::string host_label = "host " + quotedValue(out.name);
 
   // The host's SMTP endpoints, one per port (the first listed), in config order.
   std::vector<const EndpointConfig*> smtp;
@@ -1571,7 +1510,7 @@ bool Loader::makeRelay(const HostDraft& host, HostConfig& out, bool endpoints_ok
   }
   std::vector<std::string> domains;
   auto domainOf = [](const std::string& address) {
-    return lower(address.substr(address.rfind('@') + 1));
+    return lowerAscii(address.substr(address.rfind('@') + 1));
   };
   if (r.local_domains.value) {
     domains = *r.local_domains.value;
@@ -1582,9 +1521,9 @@ bool Loader::makeRelay(const HostDraft& host, HostConfig& out, bool endpoints_ok
     return std::find(domains.begin(), domains.end(), domainOf(address)) != domains.end();
   };
   if (r.local_recipient.value && r.local_domains.value && !isLocal(*r.local_recipient.value)) {
-    d_.error(r.local_recipient.pos, k("local_recipient") + ": " + quoted(*r.local_recipient.value) +
-                                        " is not in local_domains" +
-                                        d_.seeLine(r.local_domains.pos, "at line"));
+    d_.error(r.local_recipient.pos,
+             k("local_recipient") + ": " + quotedValue(*r.local_recipient.value) +
+                 " is not in local_domains" + d_.seeLine(r.local_domains.pos, "at line"));
     ok = false;
   }
   std::string outside = r.outside_recipient.value.value_or(RelaySpec{}.outside_recipient);
@@ -1594,14 +1533,14 @@ bool Loader::makeRelay(const HostDraft& host, HostConfig& out, bool endpoints_ok
     const Pos& where = r.outside_recipient.given
                            ? r.outside_recipient.pos
                            : (r.local_domains.given ? r.local_domains.pos : r.local_recipient.pos);
-    d_.error(where, k("outside_recipient") + ": " + quoted(outside) +
+    d_.error(where, k("outside_recipient") + ": " + quotedValue(outside) +
                         " is in a local domain of the platform: it would not test relaying; give "
                         "an address outside " +
                         domains.front());
     ok = false;
   } else if (!isReservedDomain(domainOf(outside))) {
     d_.warning(r.outside_recipient.pos,
-               k("outside_recipient") + ": " + quoted(outside) +
+               k("outside_recipient") + ": " + quotedValue(outside) +
                    " is not on a reserved domain (example.com, example.net): nothing is ever sent "
                    "to it (no DATA), but an open relay would accept it at RCPT TO");
   }
@@ -1615,7 +1554,7 @@ bool Loader::makeRelay(const HostDraft& host, HostConfig& out, bool endpoints_ok
       continue;
     }
     if (auto [it, fresh] = names.emplace(*v.name.value, v.name.pos); !fresh) {
-      d_.error(v.name.pos, "duplicate vantage " + quoted(*v.name.value) +
+      d_.error(v.name.pos, "duplicate vantage " + quotedValue(*v.name.value) +
                                d_.seeLine(it->second, "first defined at line"));
       ok = false;
       continue;
@@ -1821,7 +1760,7 @@ std::optional<EndpointConfig> Loader::makeEndpoint(const HostDraft& host, const 
       pick(x.source_address, h.source_address, defaults.source_address);
   spec.source_address = source.value.value_or("");
   if (!spec.source_address.empty() && wrongFamily(spec.source_address)) {
-    d_.error(source.pos, k("source_address") + ": " + quoted(spec.source_address) +
+    d_.error(source.pos, k("source_address") + ": " + quotedValue(spec.source_address) +
                              " does not match family = \"" + family_name + "\"");
     ok = false;
   }
@@ -1880,7 +1819,8 @@ std::optional<HostConfig> Loader::makeHost(HostDraft& host, const Layer& default
         seen.emplace(std::tuple(spec.port, spec.security, spec.source_address), draft.pos);
     if (!inserted) {
       d_.error(draft.pos, "duplicate endpoint " + describeEndpoint(spec) + " for host " +
-                              quoted(out.name) + d_.seeLine(it->second, "first defined at line"));
+                              quotedValue(out.name) +
+                              d_.seeLine(it->second, "first defined at line"));
       ok = false;
       continue;
     }
@@ -1905,7 +1845,7 @@ std::optional<HostConfig> Loader::makeHost(HostDraft& host, const Layer& default
       break;
     }
   }
-  std::string host_label = host.name.value ? "host " + quoted(*host.name.value)
+  std::string host_label = host.name.value ? "host " + quotedValue(*host.name.value)
                                            : "[[host]]" + d_.seeLine(host.pos, "at line");
   if (logs_in != nullptr) {
     std::string why = describeDraft(*logs_in) + " logs in (auth = \"" +
@@ -1974,7 +1914,7 @@ std::optional<Config> Loader::build(const toml::table& root) {
       } else {
         message += "key '" + std::string(name) + "' at the top level";
       }
-      if (auto suggestion = closest(name, kTopKeys)) {
+      if (auto suggestion = closestWord(name, kTopKeys)) {
         message += *suggestion == "host" ? "; did you mean [[host]]?"
                                          : "; did you mean [" + std::string(*suggestion) + "]?";
       } else if (contains(kLayerKeys, name)) {
@@ -2013,9 +1953,9 @@ std::optional<Config> Loader::build(const toml::table& root) {
           draft.addresses.value.value_or(std::vector<std::string>{});
       std::sort(addresses.begin(), addresses.end());
       auto [it, inserted] =
-          seen.emplace(std::pair(lower(*draft.name.value), addresses), draft.name.pos);
+          seen.emplace(std::pair(lowerAscii(*draft.name.value), addresses), draft.name.pos);
       if (!inserted) {
-        d_.error(draft.name.pos, "duplicate host " + quoted(*draft.name.value) +
+        d_.error(draft.name.pos, "duplicate host " + quotedValue(*draft.name.value) +
                                      d_.seeLine(it->second, "first defined at line") +
                                      "; give different addresses or merge the tables");
       }
