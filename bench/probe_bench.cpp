@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/proc_status.h"
 #include "daemon/scheduler.h"
 #include "probes/endpoint_probe.h"
 #include "probes/tls_engine.h"
@@ -181,18 +182,6 @@ double cpuSeconds() {
     return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
   };
   return sec(u.ru_utime) + sec(u.ru_stime);
-}
-
-// VmRSS or VmHWM of this process, KiB.
-long statusKib(const std::string& key) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(key + ":", 0) == 0) {
-      return std::strtol(line.c_str() + key.size() + 1, nullptr, 10);
-    }
-  }
-  return -1;
 }
 
 double wallSeconds() {

@@ -62,12 +62,12 @@ done
 if [[ $QUICK == yes ]]; then
   REPEATS=1 KIND_PROBES=200 GREETINGS=200 STIME_SECONDS=3 MEM_PROBES=1000 SAT_CONCURRENCY=32
   SCHED_SECONDS=8 RESUME_HANDSHAKES=100 RESUME_STIME_SECONDS=1 METRICS_SCRAPES=10
-  DAEMON_CPU_SECONDS=0 DAEMON_SETTLE_SECONDS=0
+  DAEMON_CPU_SECONDS=0 DAEMON_SETTLE_SECONDS=0 RENDER_ROUNDS=5
   OUT=${OUT:-$BUILD/bench-quick.md}
 else
   REPEATS=3 KIND_PROBES=1000 GREETINGS=1000 STIME_SECONDS=10 MEM_PROBES=20000 SAT_CONCURRENCY=32
   SCHED_SECONDS=60 RESUME_HANDSHAKES=1000 RESUME_STIME_SECONDS=10 METRICS_SCRAPES=30
-  DAEMON_CPU_SECONDS=20 DAEMON_SETTLE_SECONDS=75
+  DAEMON_CPU_SECONDS=20 DAEMON_SETTLE_SECONDS=75 RENDER_ROUNDS=15
   OUT=${OUT:-$ROOT/bench/RESULTS.md}
 fi
 CONCURRENCY=8 DAEMON_ENDPOINTS=1000
@@ -98,11 +98,12 @@ need_packages prometheus-blackbox-exporter curl openssl time dovecot-core doveco
 log "building in $BUILD"
 mkdir -p "$BUILD"
 if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DMAILPROBE_BENCH=ON &&
-  cmake --build "$BUILD" -j"$(nproc)" --target probe_bench mailprobed; } >"$BUILD/bench-build.log" 2>&1; then
+  cmake --build "$BUILD" -j"$(nproc)" --target probe_bench metrics_bench mailprobed; } >"$BUILD/bench-build.log" 2>&1; then
   tail -n 30 "$BUILD/bench-build.log" >&2
   die "build failed (full log: $BUILD/bench-build.log)"
 fi
 BENCH=$BUILD/bench/probe_bench
+METRICS_BENCH=$BUILD/bench/metrics_bench
 MAILPROBED=$BUILD/daemon/mailprobed
 
 # ---------------------------------------------------------------------------------------------
@@ -601,6 +602,20 @@ measure_daemon() {
     "${DAEMON[after-rss]} KiB (all with results); /metrics ${DAEMON[metrics-ms]} ms"
 }
 
+# /metrics at 1,000 endpoints in-process: CPU of one render, without the network, the loop or
+# the machine's load (bench/metrics_bench.cpp); "direct" only once renderMetrics() exists.
+declare -A RENDER
+measure_render() {
+  local line way
+  while read -r line; do
+    raw "$line"
+    way=$(kv "$line" way)
+    RENDER[$way-ms]=$(kv "$line" cpu_ms_median)
+    RENDER[$way-hwm]=$(kv "$line" hwm_growth_kib)
+    RENDER[$way-bytes]=$(kv "$line" bytes)
+  done < <("$METRICS_BENCH" --endpoints "$DAEMON_ENDPOINTS" --rounds "$RENDER_ROUNDS")
+}
+
 # ---------------------------------------------------------------------------------------------
 # Run everything.
 
@@ -608,7 +623,7 @@ T0=$SECONDS
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 write_blackbox_config
 start_blackbox
-for step in floor mailprobed blackbox resumption saturation drift daemon; do
+for step in floor mailprobed blackbox resumption saturation drift daemon render; do
   t=$SECONDS
   "measure_$step"
   raw "step $step seconds=$((SECONDS - t))"
@@ -702,6 +717,10 @@ kib_mib() { calc "$1 / 1024" 1; }
   echo "| \`/metrics\` CPU of the HTTP threads per scrape | ${DAEMON[metrics-cpu-ms]} ms |"
   echo "| the daemon's CPU per probe (loop and all, no scrape) | ${DAEMON[probe-ms]} |"
   echo "| \`/metrics\` size | ${DAEMON[metrics-bytes]} bytes, ${DAEMON[metrics-series]} samples |"
+  echo "| one render in-process (metrics_bench, CPU): families + TextSerializer (today) | ${RENDER[families-ms]} ms, heap peak +$(kib_mib "${RENDER[families-hwm]}") MiB |"
+  if [[ -n ${RENDER[direct-ms]:-} ]]; then
+    echo "| one render in-process: renderMetrics (text straight from the snapshot) | ${RENDER[direct-ms]} ms, heap peak +$(kib_mib "${RENDER[direct-hwm]}") MiB |"
+  fi
   echo
   echo "## Scheduling drift (the real Scheduler, actual minus planned start)"
   echo
