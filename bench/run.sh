@@ -746,19 +746,22 @@ kib_mib() { calc "$1 / 1024" 1; }
   echo
   echo "## Targets"
   echo
-  worst_floor=0 worst_bb=0
-  for kind in "${KINDS[@]}"; do
-    worst_floor=$(calc "(${MP_MS[$kind]} / ${FLOOR_MS[$kind]} > $worst_floor) ? ${MP_MS[$kind]} / ${FLOOR_MS[$kind]} : $worst_floor")
-    worst_bb=$(calc "(${MP_MS[$kind]} / ${BB_MS[$kind]} > $worst_bb) ? ${MP_MS[$kind]} / ${BB_MS[$kind]} : $worst_bb")
-  done
-  echo "| target | measured (today) | |"
-  echo "|---|---|---|"
-  echo "| client CPU per probe ≤ 1.1 × floor | worst kind $worst_floor× | $(yesno "$worst_floor <= 1.1") |"
-  echo "| client CPU per probe ≤ 0.5 × blackbox | worst kind $worst_bb× | $(yesno "$worst_bb <= 0.5") |"
-  echo "| RSS ≤ 0.5 × blackbox after $MEM_PROBES probes | $(calc "${SAT[mp-per-probe-rss]} / ${SAT[bb-rss]}")× | $(yesno "${SAT[mp-per-probe-rss]} <= 0.5 * ${SAT[bb-rss]}") |"
-  echo "| RSS < 20 MiB with $DAEMON_ENDPOINTS endpoints (all with results) | $(kib_mib "${DAEMON[after-rss]}") MiB | $(yesno "${DAEMON[after-rss]} < 20480") |"
-  echo "| \`/metrics\` < 50 ms at $DAEMON_ENDPOINTS endpoints | ${DAEMON[metrics-ms]} ms wall (${DAEMON[metrics-cpu-ms]} ms CPU) | $(yesno "${DAEMON[metrics-ms]} < 50") |"
-  echo "| drift p99 < 10 ms (busy) | ${DRIFT[busy-p99]} ms | $(yesno "${DRIFT[busy-p99]} < 10") |"
+  # worst NUM_ARRAY DEN_ARRAY: the largest ratio over the four kinds.
+  worst() {
+    local -n num=$1 den=$2
+    local k w=0
+    for k in "${KINDS[@]}"; do w=$(calc "(${num[$k]} / ${den[$k]} > $w) ? ${num[$k]} / ${den[$k]} : $w"); done
+    echo "$w"
+  }
+  echo "| target | today | with a shared TLS context | |"
+  echo "|---|---|---|---|"
+  echo "| client CPU per probe ≤ 1.1 × floor (worst kind) | $(worst MP_MS FLOOR_MS)× | $(worst MP_SHARED_MS FLOOR_MS)× | $(yesno "$(worst MP_MS FLOOR_MS) <= 1.1") today |"
+  echo "| client CPU per probe ≤ 0.5 × blackbox (worst kind) | $(worst MP_MS BB_MS)× | $(worst MP_SHARED_MS BB_MS)× | $(yesno "$(worst MP_MS BB_MS) <= 0.5") today |"
+  echo "| (the floor itself / blackbox, worst kind) | $(worst FLOOR_MS BB_MS)× | | |"
+  echo "| RSS ≤ 0.5 × blackbox after $MEM_PROBES probes | $(calc "${SAT[mp-per-probe-rss]} / ${SAT[bb-rss]}")× | $(calc "${SAT[mp-shared-rss]} / ${SAT[bb-rss]}")× | $(yesno "${SAT[mp-per-probe-rss]} <= 0.5 * ${SAT[bb-rss]}") |"
+  echo "| RSS < 20 MiB with $DAEMON_ENDPOINTS endpoints (all with results, after the scrapes) | $(kib_mib "${DAEMON[after-rss]}") MiB | | $(yesno "${DAEMON[after-rss]} < 20480") |"
+  echo "| \`/metrics\` < 50 ms at $DAEMON_ENDPOINTS endpoints | ${DAEMON[metrics-ms]} ms wall (${DAEMON[metrics-cpu-ms]} ms CPU) | | $(yesno "${DAEMON[metrics-ms]} < 50") |"
+  echo "| drift p99 < 10 ms (busy) | ${DRIFT[busy-p99]} ms | | $(yesno "${DRIFT[busy-p99]} < 10") |"
   echo
   if ((MP_FAILED || BB_FAILED)); then
     echo "**Some probes failed: the comparison does not hold** (see the raw lines)."
