@@ -15,6 +15,9 @@ constexpr std::string_view kPlaintextCheckUser = "mailprobed-plaintext-check@inv
 // (EXAMINE: about ten). A server that never completes the command while it keeps talking would
 // otherwise hold the probe until the phase deadline: past this many, it is a protocol error.
 constexpr size_t kMaxUntaggedInARow = 1000;
+// Our mechanisms answer at most two challenges, then cancel with "*"; a server that keeps
+// challenging after that would hold the probe in a ping-pong until the phase deadline.
+constexpr int kMaxSaslAnswers = 3;
 
 std::string describeResponse(const ImapResponse& r) {
   std::string s = r.status;
@@ -342,6 +345,11 @@ void ImapSession::onContinuation(const ImapResponse& r) {
   }
   if (state_ != State::Login || mechanism_ == kLoginCommand) {
     fail(FailureReason::ProtocolError, "unexpected continuation request");
+    return;
+  }
+  if (sasl_step_ >= kMaxSaslAnswers) {
+    fail(FailureReason::ProtocolError,
+         "the server kept challenging after the exchange was cancelled");
     return;
   }
   const Credentials& c = *plan_.credentials;

@@ -162,6 +162,25 @@ TEST_F(ImapSessionTest, WrongPasswordIsAuthFailedAndStillLogsOut) {
   EXPECT_EQ(s->outcome().auth->detail, "NO [AUTHENTICATIONFAILED] Authentication failed.");
 }
 
+// After the user and the password, the probe cancels with "*"; a server that keeps sending
+// "+" after that is a protocol error at once, not a ping-pong until the phase deadline.
+TEST_F(ImapSessionTest, EndlessChallengesAfterTheCancelAreAProtocolError) {
+  spec_.security = Security::Tls;
+  auto s = make({"LOGIN"});
+  s->onConnected(goodTls());
+  s->onData(std::string("* OK [CAPABILITY IMAP4rev1 AUTH=LOGIN] ready\r\n"));
+  EXPECT_EQ(host_.takeSent(), "mp1 AUTHENTICATE LOGIN\r\n");
+  s->onData("+ VXNlcm5hbWU6\r\n+ UGFzc3dvcmQ6\r\n+ \r\n");
+  EXPECT_EQ(host_.takeSent(),
+            base64Encode("probe@example.org") + "\r\n" + base64Encode("s3cret") + "\r\n*\r\n");
+  EXPECT_FALSE(s->outcome().finished);
+  s->onData("+ \r\n");
+  EXPECT_EQ(host_.takeSent(), "");
+  EXPECT_TRUE(s->outcome().finished);
+  EXPECT_EQ(s->outcome().reason, FailureReason::ProtocolError);
+  EXPECT_EQ(s->outcome().phase, Phase::Auth);
+}
+
 TEST_F(ImapSessionTest, CramMd5AnswersTheChallenge) {
   spec_.security = Security::Tls;
   creds_ = {"tim", "tanstaaftanstaaf"};
