@@ -19,11 +19,13 @@ constexpr int kUnknown = 3;
 
 const char* kUsage = R"(usage:
   mailprobed check --config FILE [--format text|json] [--perfdata] [--warn-days N] [--crit-days N]
+                   [--no-version-scan]
   mailprobed check --host HOST [--port P ...] [--service imap|smtp] [--security none|starttls|tls]
                    [--user USER (--password-file F | --password-env VAR | --password-credential NAME)]
                    [--address ADDR ...] [--ca-file F] [--source-address ADDR] [--family any|ipv4|ipv6]
                    [--mechanism M ...] [--auth required|optional|none] [--examine-inbox]
                    [--strict-certificates] [--timeout 30s] [--format text|json] [--perfdata]
+                   [--no-version-scan]
   mailprobed validate --config FILE
   mailprobed run --config FILE
   mailprobed --version
@@ -32,6 +34,9 @@ check probes once and prints what works and what fails, and why; with [host.rela
 it also checks the relay rules (an open relay is critical). Without --port, the platform's
 five endpoints: imap 143 (starttls), imap 993 (tls), smtp 25 (starttls, optional), smtp 465 (tls),
 smtp 587 (starttls). Passwords are never taken on the command line.
+Each TLS endpoint is also scanned for the TLS versions it accepts (one handshake per version, all
+at once, alongside the probes, no password sent), so that every client profile gets a verdict;
+--no-version-scan skips it, and profiles whose versions the probe cannot tell are then unknown.
 Exit codes: 0 ok, 1 warning, 2 critical, 3 unknown (including a config error).
 )";
 
@@ -54,8 +59,9 @@ struct Args {
   }
 };
 
-const std::vector<std::string> kBooleanFlags{"--perfdata", "--examine-inbox",
-                                             "--strict-certificates", "--verbose", "--help"};
+const std::vector<std::string> kBooleanFlags{
+    "--perfdata",        "--examine-inbox", "--strict-certificates",
+    "--no-version-scan", "--verbose",       "--help"};
 const std::vector<std::string> kValueFlags{
     "--config",         "--format",       "--warn-days",
     "--crit-days",      "--host",         "--port",
@@ -179,8 +185,25 @@ std::vector<RelayJob> relayJobsOf(const Config& config) {
   return jobs;
 }
 
-// The client profiles judged from one round of results. No TLS version scan here: a profile
-// whose versions the handshakes cannot tell (legacy-tls10) comes out unknown.
+// What the version scans cover: every endpoint with TLS, when some profile is to be judged.
+std::vector<EndpointSpec> scansOf(const Config& config) {
+  std::vector<EndpointSpec> scans;
+  if (config.profiles.empty()) {
+    return scans;
+  }
+  for (const auto& host : config.hosts) {
+    for (const auto& endpoint : host.endpoints) {
+      if (endpoint.spec.security != Security::None) {
+        scans.push_back(endpoint.spec);
+      }
+    }
+  }
+  return scans;
+}
+
+// The client profiles judged from one round of results and version scans. Without the scans
+// (--no-version-scan), a profile whose versions the handshakes cannot tell (legacy-tls10) comes
+// out unknown.
 std::vector<Verdict> judgeOnce(const Config& config, const OneShotResults& results, int64_t now) {
   std::vector<EndpointState> states;
   for (const auto& host : config.hosts) {
@@ -205,6 +228,11 @@ std::vector<Verdict> judgeOnce(const Config& config, const OneShotResults& resul
   JudgeInputs in;
   in.default_host = config.hosts.empty() ? "" : config.hosts.front().name;
   in.results = resultsFromEndpoints(states);
+  in.scans = [&results](const EndpointKey& key,
+                        const std::string& address) -> std::optional<TlsVersionResult> {
+    const TlsVersionResult* r = findScan(results.scans, key, address);
+    return r != nullptr ? std::optional<TlsVersionResult>(*r) : std::nullopt;
+  };
   in.now = now;
   return judgeAll(config.profiles, in);
 }
@@ -239,7 +267,9 @@ int commandCheck(const Args& a, std::ostream& out, std::ostream& err) {
   for (const auto& w : loaded.config->warnings) {
     err << w << "\n";
   }
-  OneShotResults results = runAllOnce(jobsOf(*loaded.config), relayJobsOf(*loaded.config));
+  OneShotResults results = runAllOnce(
+      jobsOf(*loaded.config), relayJobsOf(*loaded.config),
+      a.has("--no-version-scan") ? std::vector<EndpointSpec>{} : scansOf(*loaded.config));
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   Status status = overallStatus(results.endpoints, th, now, results.relay);
   std::vector<Verdict> verdicts = judgeOnce(*loaded.config, results, now);

@@ -294,11 +294,8 @@ class Daemon {
     in.scans = [this](const EndpointKey& key,
                       const std::string& address) -> std::optional<TlsVersionResult> {
       for (const auto& [job, results] : scans_) {
-        for (const auto& r : results) {
-          if (r.host == key.host && r.port == key.port && r.security == key.security &&
-              r.service == key.service && r.address == address) {
-            return r;
-          }
+        if (const TlsVersionResult* r = findScan(results, key, address)) {
+          return *r;
         }
       }
       return std::nullopt;

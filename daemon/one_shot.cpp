@@ -11,18 +11,31 @@
 namespace mailprobe {
 
 OneShotResults runAllOnce(const std::vector<ProbeJob>& jobs, const std::vector<RelayJob>& relay,
-                          size_t parallel) {
+                          const std::vector<EndpointSpec>& scans, size_t parallel) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   std::vector<std::vector<ProbeResult>> per_job(jobs.size());
   std::vector<std::vector<RelayCell>> per_relay(relay.size());
-  const size_t total = jobs.size() + relay.size();
+  std::vector<std::vector<TlsVersionResult>> per_scan(scans.size());
+  const size_t total = scans.size() + jobs.size() + relay.size();
   size_t next = 0;
   size_t running = 0;
   std::function<void()> launch = [&]() {
     while (running < parallel && next < total) {
       size_t index = next++;
       ++running;
+      if (index < scans.size()) {
+        TlsVersionScan::start(
+            &loop, scans[index],
+            [&, index](std::vector<TlsVersionResult> results) {
+              per_scan[index] = std::move(results);
+              --running;
+              launch();
+            },
+            ScanPace::AllVersionsAtOnce);
+        continue;
+      }
+      index -= scans.size();
       if (index < jobs.size()) {
         EndpointProbe::start(&loop, jobs[index].spec, jobs[index].credentials, nullptr,
                              [&, index](std::vector<ProbeResult> results) {
@@ -57,11 +70,16 @@ OneShotResults runAllOnce(const std::vector<ProbeJob>& jobs, const std::vector<R
       all.relay.push_back(std::move(c));
     }
   }
+  for (auto& results : per_scan) {
+    for (auto& r : results) {
+      all.scans.push_back(std::move(r));
+    }
+  }
   return all;
 }
 
 std::vector<ProbeResult> runOnce(const std::vector<ProbeJob>& jobs, size_t parallel) {
-  return runAllOnce(jobs, {}, parallel).endpoints;
+  return runAllOnce(jobs, {}, {}, parallel).endpoints;
 }
 
 }  // namespace mailprobe

@@ -1,11 +1,12 @@
 #pragma once
-// Runs every endpoint probe and relay check once on a private loop and returns the results in
-// the order given.
+// Runs every endpoint probe, relay check and TLS version scan once on a private loop and returns
+// the results in the order given.
 
 #include <vector>
 
 #include "probes/probe_spec.h"
 #include "probes/relay.h"
+#include "probes/tls_version_scan.h"
 #include "probes/types.h"
 
 namespace mailprobe {
@@ -23,12 +24,14 @@ struct RelayJob {
 struct OneShotResults {
   std::vector<ProbeResult> endpoints;
   std::vector<RelayCell> relay;
+  std::vector<TlsVersionResult> scans;
 };
 
-// At most `parallel` endpoint probes and relay checks run at once. The loop ends with no live
-// handle.
+// At most `parallel` endpoint probes, relay checks and version scans run at once; the scans (of
+// endpoints with TLS, every version at once: ScanPace::AllVersionsAtOnce) start first, being the
+// longest. The loop ends with no live handle.
 OneShotResults runAllOnce(const std::vector<ProbeJob>& jobs, const std::vector<RelayJob>& relay,
-                          size_t parallel = 16);
+                          const std::vector<EndpointSpec>& scans = {}, size_t parallel = 16);
 // The endpoint probes alone.
 std::vector<ProbeResult> runOnce(const std::vector<ProbeJob>& jobs, size_t parallel = 16);
 

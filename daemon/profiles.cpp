@@ -765,6 +765,17 @@ ResultLookup resultsFromEndpoints(const std::vector<EndpointState>& endpoints) {
   };
 }
 
+const TlsVersionResult* findScan(const std::vector<TlsVersionResult>& scans, const EndpointKey& k,
+                                 const std::string& address) {
+  for (const TlsVersionResult& r : scans) {
+    if (r.host == k.host && r.service == k.service && r.port == k.port &&
+        r.security == k.security && r.address == address) {
+      return &r;
+    }
+  }
+  return nullptr;
+}
+
 RelayLookup relayFromStates(const std::vector<RelayState>& relay) {
   return [&relay](const EndpointKey& k, bool signed_in) -> std::optional<FailureReason> {
     RelayAuth auth = signed_in ? RelayAuth::SignedIn : RelayAuth::None;

@@ -171,6 +171,11 @@ std::vector<Verdict> judgeAll(const std::vector<ClientProfile>& profiles, const 
 std::vector<EndpointKey> endpointsUsed(const std::vector<ClientProfile>& profiles,
                                        const std::string& default_host);
 
+// The scan of `address` of the endpoint among `scans` (matched on the configured host name,
+// service, port and security); null if none.
+const TlsVersionResult* findScan(const std::vector<TlsVersionResult>& scans,
+                                 const EndpointKey& endpoint, const std::string& address);
+
 // A ResultLookup over the daemon's endpoint states (daemon/snapshot.h): an endpoint matches on
 // service, port, security and host, where the state's host may carry "@addresses" (a pool's
 // members probed one by one: their results are joined). Only the endpoints whose `last` is

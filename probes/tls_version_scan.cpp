@@ -132,55 +132,79 @@ void recordVersion(int version, const std::vector<ProbeResult>& results,
   }
 }
 
-TlsVersionScan* TlsVersionScan::start(uv_loop_t* loop, EndpointSpec base, Done done) {
+TlsVersionScan* TlsVersionScan::start(uv_loop_t* loop, EndpointSpec base, Done done,
+                                      ScanPace pace) {
   assert(base.security != Security::None);
   auto* scan = new TlsVersionScan(loop, std::move(base), std::move(done));
-  scan->next();
+  scan->pace_ = pace;
+  if (pace == ScanPace::AllVersionsAtOnce) {
+    // EndpointProbe never calls back from start(): no version can finish inside this loop.
+    for (size_t i = 0; i < scannedTlsVersions().size(); ++i) {
+      scan->startVersion(i);
+    }
+  } else {
+    scan->startVersion(0);
+  }
   return scan;
 }
 
 TlsVersionScan::TlsVersionScan(uv_loop_t* loop, EndpointSpec base, Done done)
-    : loop_(loop), base_(std::move(base)), done_(std::move(done)) {
+    : loop_(loop),
+      base_(std::move(base)),
+      done_(std::move(done)),
+      running_(scannedTlsVersions().size(), nullptr),
+      per_version_(scannedTlsVersions().size()),
+      pending_(scannedTlsVersions().size()) {
   // A handshake and a bare logout: nothing of the account is needed or sent.
   base_.auth = AuthPolicy::Skip;
   base_.mechanisms.clear();
   base_.examine_inbox = false;
 }
 
-void TlsVersionScan::next() {
-  int version = scannedTlsVersions()[index_];
+void TlsVersionScan::startVersion(size_t index) {
+  int version = scannedTlsVersions()[index];
   EndpointSpec spec = base_;
   spec.tls.min_version = version;
   spec.tls.max_version = version;
   // No shared context: each version needs its own (versions and security level differ).
-  current_ = EndpointProbe::start(
-      loop_, std::move(spec), Credentials{}, nullptr,
-      [this](std::vector<ProbeResult> results) { onVersionDone(std::move(results)); });
+  running_[index] = EndpointProbe::start(loop_, std::move(spec), Credentials{}, nullptr,
+                                         [this, index](std::vector<ProbeResult> results) {
+                                           onVersionDone(index, std::move(results));
+                                         });
 }
 
-void TlsVersionScan::onVersionDone(std::vector<ProbeResult> results) {
+void TlsVersionScan::onVersionDone(size_t index, std::vector<ProbeResult> results) {
   // EndpointProbe has deleted itself before calling us: starting the next one, or deleting
   // this object, does not run inside a live object's stack.
-  current_ = nullptr;
-  recordVersion(scannedTlsVersions()[index_], results, results_);
-  if (++index_ < scannedTlsVersions().size()) {
-    next();
+  running_[index] = nullptr;
+  per_version_[index] = std::move(results);
+  --pending_;
+  if (pace_ == ScanPace::OneVersionAtATime && index + 1 < scannedTlsVersions().size()) {
+    startVersion(index + 1);
     return;
   }
+  if (pending_ > 0) {
+    return;
+  }
+  std::vector<TlsVersionResult> out;
+  for (size_t i = 0; i < scannedTlsVersions().size(); ++i) {
+    recordVersion(scannedTlsVersions()[i], per_version_[i], out);
+  }
   int64_t now = static_cast<int64_t>(::time(nullptr));
-  for (auto& r : results_) {
+  for (auto& r : out) {
     r.scanned_at = now;
   }
   Done done = std::move(done_);
-  std::vector<TlsVersionResult> out = std::move(results_);
   delete this;
   done(std::move(out));
 }
 
 void TlsVersionScan::cancel() {
-  if (current_ != nullptr) {
-    current_->cancel();
-    current_ = nullptr;
+  for (EndpointProbe*& probe : running_) {
+    if (probe != nullptr) {
+      probe->cancel();
+      probe = nullptr;
+    }
   }
   delete this;
 }

@@ -5,10 +5,11 @@
 //
 // Each handshake is a whole EndpointProbe run with auth = none: for STARTTLS the conversation
 // goes through the greeting, the capabilities and STARTTLS first, exactly as a client's does, and
-// no password is ever sent. The versions are scanned one after the other (the addresses of one
-// version in parallel), so that a scan never opens more than one connection per address at a
-// time. TLS 1.0 and 1.1 get OpenSSL security level 0 (TlsContext), the way an old client offers
-// them.
+// no password is ever sent. The daemon scans the versions one after the other (the addresses of
+// one version in parallel), so that a scan never opens more than one connection per address at a
+// time; a one-shot `check`, where a person waits, scans them all at once (ScanPace), so that the
+// scan takes one handshake's time, not four, and an endpoint that times out costs one deadline.
+// TLS 1.0 and 1.1 get OpenSSL security level 0 (TlsContext), the way an old client offers them.
 //
 // Lifetime: like EndpointProbe. start() returns an object owned by the loop; `done` is called
 // exactly once, from a libuv callback, after which the object is gone; cancel() instead ends it
@@ -71,6 +72,10 @@ struct TlsVersionResult {
 void recordVersion(int version, const std::vector<ProbeResult>& results,
                    std::vector<TlsVersionResult>& into);
 
+// One version after the other (at most one connection per address), or every version at once
+// (four per address). The results are the same.
+enum class ScanPace { OneVersionAtATime, AllVersionsAtOnce };
+
 class TlsVersionScan final : public RunningProbe {
  public:
   using Done = std::function<void(std::vector<TlsVersionResult>)>;
@@ -78,21 +83,25 @@ class TlsVersionScan final : public RunningProbe {
   // `base` is the endpoint as the daemon probes it (host, addresses, port, service, security,
   // source address, family, CA file, timeouts); its auth, mechanisms, examine and TLS version
   // settings are replaced. Precondition: base.security is StartTls or Tls.
-  static TlsVersionScan* start(uv_loop_t* loop, EndpointSpec base, Done done);
+  static TlsVersionScan* start(uv_loop_t* loop, EndpointSpec base, Done done,
+                               ScanPace pace = ScanPace::OneVersionAtATime);
   void cancel() override;
 
  private:
   TlsVersionScan(uv_loop_t* loop, EndpointSpec base, Done done);
   ~TlsVersionScan() = default;
-  void next();
-  void onVersionDone(std::vector<ProbeResult> results);
+  void startVersion(size_t index);
+  void onVersionDone(size_t index, std::vector<ProbeResult> results);
 
   uv_loop_t* loop_;
   EndpointSpec base_;
   Done done_;
-  size_t index_ = 0;  // into scannedTlsVersions()
-  EndpointProbe* current_ = nullptr;
-  std::vector<TlsVersionResult> results_;
+  ScanPace pace_ = ScanPace::OneVersionAtATime;
+  // Indexed like scannedTlsVersions(): the probe running for that version (null when none), and
+  // its results once done. Folded in version order at the end, whatever order they came in.
+  std::vector<EndpointProbe*> running_;
+  std::vector<std::vector<ProbeResult>> per_version_;
+  size_t pending_ = 0;  // versions started and not done yet, or not started yet
 };
 
 }  // namespace mailprobe

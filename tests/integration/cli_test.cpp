@@ -4,9 +4,13 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <fstream>
+#include <map>
 #include <set>
 
+#include "daemon/profiles.h"
+#include "probes/tls_version_scan.h"
 #include "tests/fakes/mail_env.h"
 #include "tests/fakes/subprocess.h"
 
@@ -20,6 +24,7 @@ using testing::Subprocess;
 struct CliRun {
   int code = -1;
   std::string output;
+  double seconds = 0;
 };
 
 class CliTest : public testing::MailEnvSuite {
@@ -28,10 +33,93 @@ class CliTest : public testing::MailEnvSuite {
     args.insert(args.begin(), MAILPROBED_BIN);
     static int n = 0;
     Subprocess p(args, {}, env()->dir() + "/cli-" + std::to_string(++n) + ".out");
+    auto started = std::chrono::steady_clock::now();
     CliRun r;
     r.code = p.wait(60s).value_or(-1);
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     r.output = p.output();
     return r;
+  }
+
+  // The env's port behind a profile's standard one.
+  static uint16_t envPort(uint16_t port) {
+    switch (port) {
+      case 143:
+        return env()->imapStarttlsPort();
+      case 993:
+        return env()->imapsPort();
+      case 25:
+        return env()->smtpPort();
+      case 465:
+        return env()->smtpsPort();
+      case 587:
+        return env()->submissionPort();
+      default:
+        return 0;
+    }
+  }
+
+  // A config with the platform's five endpoints on the loopback servers and every built-in
+  // profile redefined (`replace = true`) with its own settings, its ports moved to the servers'.
+  static std::string platformConfig() {
+    std::string t = "[defaults]\ntimeout = \"20s\"\nphase_timeout = \"8s\"\nca_file = \"" +
+                    env()->caFile() + "\"\nsource_address = \"127.0.0.2\"\n\n[account]\nuser = \"" +
+                    env()->user() + "\"\npassword_file = \"" + env()->dir() +
+                    "/password\"\n\n[[host]]\nname = \"localhost\"\naddresses = [\"127.0.0.1\"]\n";
+    for (auto [service, port, security] :
+         {std::tuple{"imap", 143, "starttls"}, std::tuple{"imap", 993, "tls"},
+          std::tuple{"smtp", 25, "starttls"}, std::tuple{"smtp", 465, "tls"},
+          std::tuple{"smtp", 587, "starttls"}}) {
+      t += std::string("  [[host.endpoint]]\n  service = \"") + service +
+           "\"\n  port = " + std::to_string(envPort(static_cast<uint16_t>(port))) +
+           "\n  security = \"" + security + "\"\n";
+      if (port == 25) {
+        t += "  starttls_required = false\n  auth = \"optional\"\n";
+      }
+    }
+    auto list = [](const std::vector<std::string>& words) {
+      std::string out;
+      for (const auto& w : words) {
+        out += (out.empty() ? "\"" : ", \"") + w + "\"";
+      }
+      return "[" + out + "]";
+    };
+    for (const ClientProfile& p : builtinProfiles()) {
+      t += "\n[[profile]]\nid = \"" + p.id + "\"\nreplace = true\n";
+      for (auto [direction, sides] :
+           {std::pair{"incoming", &p.incoming}, std::pair{"outgoing", &p.outgoing}}) {
+        for (const ClientSide& side : *sides) {
+          std::vector<std::string> versions;
+          for (int v : scannedTlsVersions()) {
+            if (v >= side.tls_min_version && v <= side.tls_max_version) {
+              versions.emplace_back(tlsVersionName(v));
+            }
+          }
+          t += std::string("  [[profile.") + direction +
+               "]]\n  port = " + std::to_string(envPort(side.port)) + "\n  security = \"" +
+               std::string(toString(side.security)) + "\"\n  certificates = \"" +
+               std::string(toString(side.cert_policy)) + "\"\n  tls_versions = " + list(versions) +
+               "\n  mechanisms = " + list(side.mechanisms) + "\n  next_mechanism_on_failure = " +
+               (side.next_mechanism_on_failure ? "true" : "false") + "\n";
+          if (std::string(direction) == "outgoing") {
+            t += std::string("  sign_in = ") + (side.sign_in ? "true" : "false") + "\n";
+          }
+        }
+      }
+    }
+    std::string path = env()->dir() + "/platform-profiles.toml";
+    std::ofstream(path) << t;
+    return path;
+  }
+
+  // profile/direction -> (known, ok, reason) of the `profiles` part of check's JSON.
+  static std::map<std::string, std::tuple<bool, bool, std::string>> cells(const nlohmann::json& j) {
+    std::map<std::string, std::tuple<bool, bool, std::string>> out;
+    for (const auto& v : j["profiles"]) {
+      out[v["profile"].get<std::string>() + "/" + v["direction"].get<std::string>()] = {
+          v["known"].get<bool>(), v["ok"].get<bool>(), v["reason"].get<std::string>()};
+    }
+    return out;
   }
 
   static std::vector<std::string> adHoc(uint16_t port, const std::string& address = "127.0.0.1") {
@@ -114,6 +202,61 @@ TEST_F(CliTest, TheFiveDefaultEndpointsOfTheAdHocFormNeedOnlyAHost) {
     ports.insert(e["port"].get<int>());
   }
   EXPECT_EQ(ports, (std::set<int>{25, 143, 465, 587, 993}));
+}
+
+// Every built-in profile gets a verdict in check: the TLS version scans run alongside the probes,
+// so legacy-tls10 is judged too (Dovecot refuses TLS 1.0 and 1.1, Postfix takes them). Without the
+// scans it cannot be told, the rest stays the same.
+TEST_F(CliTest, CheckScansTlsVersionsSoThatEveryProfileGetsAVerdict) {
+  const std::string config = platformConfig();
+  CliRun r = run({"check", "--config", config, "--format", "json"});
+  ASSERT_EQ(r.code, 0) << r.output;
+  auto j = nlohmann::json::parse(r.output, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.output;
+  auto got = cells(j);
+  std::map<std::string, std::tuple<bool, bool, std::string>> expected;
+  for (const ClientProfile& p : builtinProfiles()) {
+    expected[p.id + "/incoming"] = {true, true, "none"};
+    expected[p.id + "/outgoing"] = {true, true, "none"};
+  }
+  expected["legacy-tls10/incoming"] = {true, false, "tls_version_unsupported"};
+  EXPECT_EQ(got, expected) << j["profiles"].dump(2);
+  for (const auto& v : j["profiles"]) {
+    if (v["profile"] == "legacy-tls10" && v["direction"] == "incoming") {
+      std::string sentence = v["sentence"];
+      EXPECT_EQ(sentence.rfind("legacy-tls10 cannot read mail: imap " +
+                                   std::to_string(env()->imapsPort()) +
+                                   " (tls) accepts only TLSv1.2 and TLSv1.3, not TLSv1.0 or "
+                                   "TLSv1.1 since ",
+                               0),
+                0u)
+          << sentence;
+      EXPECT_EQ(v["phase"], "tls_handshake");
+    }
+  }
+  EXPECT_EQ(r.output.find(env()->password()), std::string::npos);
+
+  // The same in text, one line per cell.
+  CliRun text = run({"check", "--config", config});
+  EXPECT_EQ(text.code, 0) << text.output;
+  EXPECT_NE(text.output.find("client configurations:\n"), std::string::npos) << text.output;
+  EXPECT_NE(text.output.find("FAIL  legacy-tls10 cannot read mail: imap "), std::string::npos)
+      << text.output;
+  EXPECT_NE(text.output.find("ok    legacy-tls10 can send: smtp "), std::string::npos)
+      << text.output;
+  EXPECT_EQ(text.output.find("??  "), std::string::npos) << text.output;
+
+  // Without the scans: the old phone cannot be judged, nothing else changes.
+  CliRun skipped = run({"check", "--config", config, "--format", "json", "--no-version-scan"});
+  ASSERT_EQ(skipped.code, 0) << skipped.output;
+  auto k = nlohmann::json::parse(skipped.output, nullptr, false);
+  ASSERT_FALSE(k.is_discarded()) << skipped.output;
+  expected["legacy-tls10/incoming"] = {false, false, "none"};
+  expected["legacy-tls10/outgoing"] = {false, false, "none"};
+  EXPECT_EQ(cells(k), expected) << k["profiles"].dump(2);
+
+  // For the record (TlsVersionScanPace tests the pace itself): what the scans add to a check.
+  std::printf("check: %.2f s with the version scans, %.2f s without\n", r.seconds, skipped.seconds);
 }
 
 TEST_F(CliTest, ConfigErrorsAreLocatedAndExitUnknown) {

@@ -2,7 +2,8 @@
 // (tests/integration/mailenv.sh): which versions each endpoint accepts by default, a raised
 // minimum (Dovecot ssl_min_protocol = TLSv1.3, Postfix >=TLSv1.2) seen as such and back again, a
 // closed port seen as unknown rather than refused, and a scan that ends with no live handle, or is
-// cancelled.
+// cancelled; at either pace (one version at a time, as the daemon scans, or all at once, as
+// `check` does), with the same results.
 
 #include "probes/tls_version_scan.h"
 
@@ -14,8 +15,11 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "tests/fakes/mail_env.h"
 #include "tests/fakes/mail_env_spec.h"
+#include "tests/fault/fault_server.h"
 
 namespace mailprobe {
 namespace {
@@ -28,6 +32,48 @@ std::string accepted(const TlsVersionResult& r) {
   return s + "error=" + std::string(toString(r.error)) + " " + r.detail;
 }
 
+std::vector<TlsVersionResult> runScan(const EndpointSpec& s, ScanPace pace) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  std::vector<TlsVersionResult> out;
+  bool done = false;
+  TlsVersionScan::start(
+      &loop, s,
+      [&](std::vector<TlsVersionResult> r) {
+        out = std::move(r);
+        done = true;
+      },
+      pace);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_TRUE(done);
+  EXPECT_EQ(uv_loop_close(&loop), 0) << "live handles after the scan";
+  return out;
+}
+
+// Starts a scan and cancels it from a timer in the first loop iteration.
+void cancelAtOnce(const EndpointSpec& s, ScanPace pace) {
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  bool done = false;
+  TlsVersionScan* running = TlsVersionScan::start(
+      &loop, s, [&](std::vector<TlsVersionResult>) { done = true; }, pace);
+  // Cancel from a timer callback, as the daemon would, in the first loop iteration: the first
+  // connection is under way and the scan cannot have finished.
+  uv_timer_t timer;
+  uv_timer_init(&loop, &timer);
+  timer.data = running;
+  uv_timer_start(
+      &timer,
+      [](uv_timer_t* t) {
+        static_cast<TlsVersionScan*>(t->data)->cancel();
+        uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
+      },
+      0, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  EXPECT_FALSE(done);
+  EXPECT_EQ(uv_loop_close(&loop), 0);
+}
+
 class TlsVersionScanTest : public testing::MailEnvSuite {
  protected:
   static EndpointSpec spec(Service service, uint16_t port, Security security,
@@ -36,19 +82,9 @@ class TlsVersionScanTest : public testing::MailEnvSuite {
   }
 
   // Runs one scan on a private loop, to the end; the loop must end with no live handle.
-  static std::vector<TlsVersionResult> scan(const EndpointSpec& s) {
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    std::vector<TlsVersionResult> out;
-    bool done = false;
-    TlsVersionScan::start(&loop, s, [&](std::vector<TlsVersionResult> r) {
-      out = std::move(r);
-      done = true;
-    });
-    uv_run(&loop, UV_RUN_DEFAULT);
-    EXPECT_TRUE(done);
-    EXPECT_EQ(uv_loop_close(&loop), 0) << "live handles after the scan";
-    return out;
+  static std::vector<TlsVersionResult> scan(const EndpointSpec& s,
+                                            ScanPace pace = ScanPace::OneVersionAtATime) {
+    return runScan(s, pace);
   }
 
   static std::map<int, bool> versions(std::initializer_list<int> yes) {
@@ -78,9 +114,17 @@ TEST_F(TlsVersionScanTest, DefaultDovecotTakesTls12UpAndPostfixEveryVersion) {
       {Service::Imap, env()->imapStarttlsPort(), Security::StartTls, modern},
       {Service::Smtp, env()->smtpsPort(), Security::Tls, all},
       {Service::Smtp, env()->submissionPort(), Security::StartTls, all}};
-  for (const Endpoint& e : endpoints) {
-    SCOPED_TRACE(std::string(toString(e.service)) + " " + std::to_string(e.port));
-    std::vector<TlsVersionResult> results = scan(spec(e.service, e.port, e.security));
+  for (auto [e, pace] : {std::pair{endpoints[0], ScanPace::OneVersionAtATime},
+                         std::pair{endpoints[1], ScanPace::OneVersionAtATime},
+                         std::pair{endpoints[2], ScanPace::OneVersionAtATime},
+                         std::pair{endpoints[3], ScanPace::OneVersionAtATime},
+                         std::pair{endpoints[0], ScanPace::AllVersionsAtOnce},
+                         std::pair{endpoints[1], ScanPace::AllVersionsAtOnce},
+                         std::pair{endpoints[2], ScanPace::AllVersionsAtOnce},
+                         std::pair{endpoints[3], ScanPace::AllVersionsAtOnce}}) {
+    SCOPED_TRACE(std::string(toString(e.service)) + " " + std::to_string(e.port) +
+                 (pace == ScanPace::AllVersionsAtOnce ? " all at once" : " one at a time"));
+    std::vector<TlsVersionResult> results = scan(spec(e.service, e.port, e.security), pace);
     ASSERT_EQ(results.size(), 1u);
     const TlsVersionResult& r = results.front();
     SCOPED_TRACE(accepted(r));
@@ -187,27 +231,34 @@ TEST_F(TlsVersionScanTest, OptionalStartTlsOnPort25IsScannedToo) {
 }
 
 TEST_F(TlsVersionScanTest, CancelEndsWithoutDoneAndWithoutLiveHandles) {
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  bool done = false;
-  TlsVersionScan* running =
-      TlsVersionScan::start(&loop, spec(Service::Imap, env()->imapsPort(), Security::Tls),
-                            [&](std::vector<TlsVersionResult>) { done = true; });
-  // Cancel from a timer callback, as the daemon would, in the first loop iteration: the first
-  // connection is under way and the scan cannot have finished.
-  uv_timer_t timer;
-  uv_timer_init(&loop, &timer);
-  timer.data = running;
-  uv_timer_start(
-      &timer,
-      [](uv_timer_t* t) {
-        static_cast<TlsVersionScan*>(t->data)->cancel();
-        uv_close(reinterpret_cast<uv_handle_t*>(t), nullptr);
-      },
-      0, 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  EXPECT_FALSE(done);
-  EXPECT_EQ(uv_loop_close(&loop), 0);
+  for (ScanPace pace : {ScanPace::OneVersionAtATime, ScanPace::AllVersionsAtOnce}) {
+    cancelAtOnce(spec(Service::Imap, env()->imapsPort(), Security::Tls), pace);
+  }
+}
+
+// Four stalled handshakes: all at once, the scan ends after one phase deadline, not four, every
+// version unknown (a stall is no refusal).
+TEST(TlsVersionScanPace, AllAtOnceCostsOneDeadline) {
+  testing::FaultServer server(
+      {.protocol = testing::FaultProtocol::Imap, .fault = testing::Fault::TlsStall});
+  EndpointSpec s;
+  s.host = "localhost";
+  s.addresses = {"127.0.0.1"};
+  s.port = server.port();
+  s.service = Service::Imap;
+  s.security = Security::Tls;
+  s.timeouts.phase = std::chrono::milliseconds(1000);
+  s.timeouts.total = std::chrono::milliseconds(5000);
+  auto started = std::chrono::steady_clock::now();
+  std::vector<TlsVersionResult> results = runScan(s, ScanPace::AllVersionsAtOnce);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  ASSERT_EQ(results.size(), 1u);
+  EXPECT_TRUE(results.front().accepted.empty()) << accepted(results.front());
+  EXPECT_EQ(results.front().error, FailureReason::Timeout);
+  EXPECT_EQ(server.connections(), scannedTlsVersions().size());
+  EXPECT_GE(seconds, 0.99);
+  EXPECT_LT(seconds, 2.0) << "the versions did not run at once";
 }
 
 }  // namespace
