@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -90,6 +91,33 @@ class MailEnv {
   std::string ca_file_;
   bool started_ = false;
   mutable std::string last_error_;
+};
+
+// Undoes a change to the mail servers (a Postfix or Dovecot setting, a stopped service) when it
+// goes out of scope, even after a failed assertion; undo() does it earlier, once. A failed undo
+// is a test failure.
+class MailEnvChange {
+ public:
+  MailEnvChange(MailEnv* env, std::function<bool(MailEnv*)> undo)
+      : env_(env), undo_(std::move(undo)) {}
+  ~MailEnvChange() { undo(); }
+  MailEnvChange(const MailEnvChange&) = delete;
+  MailEnvChange& operator=(const MailEnvChange&) = delete;
+
+  bool undo() {
+    if (!undo_) {
+      return true;
+    }
+    std::function<bool(MailEnv*)> f = std::move(undo_);
+    undo_ = nullptr;
+    bool ok = f(env_);
+    EXPECT_TRUE(ok) << env_->lastError();
+    return ok;
+  }
+
+ private:
+  MailEnv* env_;
+  std::function<bool(MailEnv*)> undo_;
 };
 
 // A GoogleTest fixture with one MailEnv per test suite: `class FooTest : public MailEnvSuite`, then

@@ -1,11 +1,13 @@
-// Verdicts of the built-in profiles from real probe results and real TLS version scans of the
-// loopback Dovecot and Postfix (tests/integration/mailenv.sh), changing one thing at a time:
-// the default servers, an expired certificate, a minimum TLS version raised on Dovecot, Dovecot
-// stopped. Each world turns exactly the expected cells red, with the expected reason, and in
-// each (Dovecot stopped aside) real clients with every profile's settings agree, cell by cell:
-// curl for IMAP with SASL, openssl s_client for the IMAP LOGIN command (Debian's curl 7.88 has
-// no AUTH=+LOGIN), swaks for SMTP, which quits after AUTH: no message is ever sent. The mail
-// servers listen on random ports: the lookup maps the profiles' standard ports to them.
+// Verdicts of the built-in profiles (and one user-defined profile, a client that knows only AUTH
+// PLAIN on 587) from real probe results and real TLS version scans of the loopback Dovecot and
+// Postfix (tests/integration/mailenv.sh), changing one thing at a time: the default servers, an
+// expired certificate, a minimum TLS version raised on Dovecot, AUTH PLAIN removed from the
+// submission port, Dovecot stopped. Each world turns exactly the expected cells red, with the
+// expected reason, and back again once undone; in each (Dovecot stopped aside) real clients with
+// every profile's settings agree, cell by cell: curl for IMAP with SASL, openssl s_client for the
+// IMAP LOGIN command (Debian's curl 7.88 has no AUTH=+LOGIN), swaks for SMTP, which quits after
+// AUTH: no message is ever sent. The mail servers listen on random ports: the lookup maps the
+// profiles' standard ports to them.
 
 #include <gtest/gtest.h>
 #include <openssl/tls1.h>
@@ -31,6 +33,42 @@ struct Cell {
   Direction direction;
   FailureReason reason;  // None: works
 };
+
+// A client that signs in with AUTH PLAIN and nothing else, on 587 with STARTTLS (a scanner, a
+// script): defined as a user would in [[profile]], judged with the built-ins.
+ClientProfile plainOnly587() {
+  ClientSide side;
+  side.port = 587;
+  side.security = Security::StartTls;
+  side.cert_policy = CertPolicy::Strict;
+  side.tls_min_version = TLS1_2_VERSION;
+  side.tls_max_version = TLS1_3_VERSION;
+  side.mechanisms = {"PLAIN"};
+  ClientProfile p;
+  p.id = "plain-only-587";
+  p.description = "Sends with AUTH PLAIN only, on 587 with STARTTLS.";
+  p.outgoing = {side};
+  return p;
+}
+
+// The profiles every world judges: the built-ins, then plainOnly587().
+const std::vector<ClientProfile>& judgedProfiles() {
+  static const std::vector<ClientProfile> all = [] {
+    std::vector<ClientProfile> v = builtinProfiles();
+    v.push_back(plainOnly587());
+    return v;
+  }();
+  return all;
+}
+
+const ClientProfile* findJudgedProfile(const std::string& id) {
+  for (const auto& p : judgedProfiles()) {
+    if (p.id == id) {
+      return &p;
+    }
+  }
+  return nullptr;
+}
 
 class ProfileVerdictTest : public testing::MailEnvSuite {
  protected:
@@ -59,7 +97,7 @@ class ProfileVerdictTest : public testing::MailEnvSuite {
   }
 
   // Probes and scans the platform on `address` (as the daemon would), then judges every
-  // built-in profile x direction.
+  // judged profile x direction.
   static std::vector<Verdict> judgeWorld(const std::string& address) {
     auto endpoints = platform(address);
     std::vector<ProbeJob> jobs;
@@ -88,7 +126,7 @@ class ProfileVerdictTest : public testing::MailEnvSuite {
       }
       return std::nullopt;
     };
-    return judgeAll(builtinProfiles(), in);
+    return judgeAll(judgedProfiles(), in);
   }
 
   static std::vector<TlsVersionResult> scan(const EndpointSpec& spec) {
@@ -120,8 +158,10 @@ class ProfileVerdictTest : public testing::MailEnvSuite {
 
   // A shell command that runs the real client with one side's settings against `address` and
   // exits 0 exactly when it logs in. $MP_USER and $MP_PASS come from the environment, so the
-  // password is in no string of this test. The side's first mechanism is the one it uses: the
-  // loopback servers offer PLAIN, LOGIN and the LOGIN command after TLS.
+  // password is in no string of this test. SMTP: swaks gets the side's mechanisms in the client's
+  // order and uses the first that the server offers, as the client would (it would move on after
+  // a refused login, which the probe account never meets here). IMAP: the side's first mechanism,
+  // which Dovecot always offers after TLS (PLAIN, LOGIN and the LOGIN command).
   static std::string clientCommand(const ClientSide& side, Direction direction,
                                    const std::string& address) {
     Service service = direction == Direction::Incoming ? Service::Imap : Service::Smtp;
@@ -140,6 +180,10 @@ class ProfileVerdictTest : public testing::MailEnvSuite {
     const std::string& mechanism = side.mechanisms.front();
 
     if (service == Service::Smtp) {
+      std::string mechanisms;
+      for (const auto& m : side.mechanisms) {
+        mechanisms += (mechanisms.empty() ? "" : ",") + m;
+      }
       std::string protocols;
       for (int v = lo; v <= hi; ++v) {
         std::string d = dotted(v);
@@ -151,7 +195,7 @@ class ProfileVerdictTest : public testing::MailEnvSuite {
              (side.security == Security::Tls ? " --tls-on-connect" : " --tls") +
              (strict ? " --tls-verify --tls-ca-path " + ca : "") +
              " --tls-sni localhost --tls-protocol " + protocols +
-             (legacy ? " --tls-cipher DEFAULT@SECLEVEL=0" : "") + " --auth " + mechanism +
+             (legacy ? " --tls-cipher DEFAULT@SECLEVEL=0" : "") + " --auth " + mechanisms +
              " --auth-user \"$MP_USER\" --auth-password \"$MP_PASS\" --quit-after AUTH"
              " --to probe@example.org";
     }
@@ -194,7 +238,7 @@ class ProfileVerdictTest : public testing::MailEnvSuite {
   // Real clients agree with every verdict: works exactly where the verdict says it works.
   static void expectClientsAgree(const std::vector<Verdict>& verdicts, const std::string& address) {
     for (const Verdict& v : verdicts) {
-      const ClientProfile* p = findBuiltinProfile(v.profile);
+      const ClientProfile* p = findJudgedProfile(v.profile);
       ASSERT_NE(p, nullptr);
       std::string transcript;
       bool works = realClientWorks(*p, v.direction, address, &transcript);
@@ -202,9 +246,13 @@ class ProfileVerdictTest : public testing::MailEnvSuite {
     }
   }
 
-  // Every built-in cell works except the `failing` ones, which fail with their reason.
+  // Every judged cell works except the `failing` ones, which fail with their reason.
   static void expectCells(const std::vector<Verdict>& verdicts, const std::vector<Cell>& failing) {
-    ASSERT_EQ(verdicts.size(), 2 * builtinProfiles().size());
+    size_t cells = 0;
+    for (const ClientProfile& p : judgedProfiles()) {
+      cells += (p.incoming.empty() ? 0 : 1) + (p.outgoing.empty() ? 0 : 1);
+    }
+    ASSERT_EQ(verdicts.size(), cells);
     for (const Verdict& v : verdicts) {
       SCOPED_TRACE(v.sentence);
       EXPECT_TRUE(v.known);
@@ -215,6 +263,23 @@ class ProfileVerdictTest : public testing::MailEnvSuite {
       EXPECT_EQ(v.ok, expected == FailureReason::None);
       EXPECT_EQ(v.reason, expected);
     }
+  }
+
+  // The default servers' cells, judged now: after a change is undone, the world is back.
+  static void expectDefaultWorld() {
+    SCOPED_TRACE("back to the default servers");
+    expectCells(judgeWorld("127.0.0.1"),
+                {{"legacy-tls10", Direction::Incoming, FailureReason::TlsVersionUnsupported}});
+  }
+
+  static const Verdict* find(const std::vector<Verdict>& verdicts, const std::string& profile,
+                             Direction direction) {
+    for (const Verdict& v : verdicts) {
+      if (v.profile == profile && v.direction == direction) {
+        return &v;
+      }
+    }
+    return nullptr;
   }
 };
 
@@ -266,29 +331,75 @@ TEST_F(ProfileVerdictTest, ExpiredCertificate) {
                   {"ios-mail", kOut, FailureReason::CertExpired},
                   {"outlook", kIn, FailureReason::CertExpired},
                   {"outlook", kOut, FailureReason::CertExpired},
+                  {"plain-only-587", kOut, FailureReason::CertExpired},
                   {"legacy-tls10", kIn, FailureReason::TlsVersionUnsupported}});
 }
 
 // TLS 1.3 only on Dovecot: the modern clients still read mail; then back to the default.
 TEST_F(ProfileVerdictTest, Tls13OnlyOnDovecot) {
   ASSERT_TRUE(env()->doveconf({"ssl_min_protocol = TLSv1.3"})) << env()->lastError();
+  testing::MailEnvChange restore(
+      env(), [](testing::MailEnv* e) { return e->doveconf({"ssl_min_protocol = TLSv1.2"}); });
   std::vector<Verdict> raised = judgeWorld("127.0.0.1");
   expectClientsAgree(raised, "127.0.0.1");
-  ASSERT_TRUE(env()->doveconf({"ssl_min_protocol = TLSv1.2"})) << env()->lastError();
+  ASSERT_TRUE(restore.undo());
   expectCells(raised, {{"legacy-tls10", kIn, FailureReason::TlsVersionUnsupported}});
   for (const Verdict& x : raised) {
     if (x.profile == "legacy-tls10" && x.direction == kIn) {
       EXPECT_EQ(x.explanation, "imap 993 (tls) accepts only TLSv1.3, not TLSv1.0 or TLSv1.1");
     }
   }
+  expectDefaultWorld();
+}
+
+// AUTH PLAIN taken off the submission port (587) only, with Postfix's mechanism filter on that
+// service: exactly the client that would use PLAIN there with no other mechanism turns red (no
+// common AUTH mechanism). iOS Mail and Outlook move on to AUTH LOGIN, which 587 still offers;
+// 465 still takes PLAIN from the guide's phones. Then back to the default.
+TEST_F(ProfileVerdictTest, PlainRemovedFromSubmission) {
+  const std::string service = "127.0.0.1:" + std::to_string(env()->submissionPort()) + "/inet/";
+  ASSERT_TRUE(env()->postconfMaster({service + "smtpd_sasl_mechanism_filter=!plain,static:all"}))
+      << env()->lastError();
+  // "static:all" matches every mechanism: the same as no filter.
+  testing::MailEnvChange restore(env(), [service](testing::MailEnv* e) {
+    return e->postconfMaster({service + "smtpd_sasl_mechanism_filter=static:all"});
+  });
+  std::vector<Verdict> v = judgeWorld("127.0.0.1");
+  expectClientsAgree(v, "127.0.0.1");
+  ASSERT_TRUE(restore.undo());
+
+  expectCells(v, {{"plain-only-587", kOut, FailureReason::AuthMechanismMissing},
+                  {"legacy-tls10", kIn, FailureReason::TlsVersionUnsupported}});
+  const Verdict* plain = find(v, "plain-only-587", kOut);
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ(plain->phase, Phase::Auth);
+  // The sentence of the example: what, where, and since when (in.now, 00:00 UTC).
+  EXPECT_EQ(plain->sentence,
+            "plain-only-587 cannot send: smtp 587 (starttls) does not offer AUTH PLAIN (it "
+            "offers LOGIN and CRAM-MD5) since 00:00 UTC");
+  for (const char* id : {"ios-mail", "outlook"}) {
+    const Verdict* x = find(v, id, kOut);
+    ASSERT_NE(x, nullptr);
+    EXPECT_EQ(x->basis.port, 587) << x->sentence;
+    EXPECT_EQ(x->basis.mechanism, "LOGIN") << x->sentence;
+  }
+  for (const char* id : {"android-guide", "thunderbird"}) {
+    const Verdict* x = find(v, id, kOut);
+    ASSERT_NE(x, nullptr);
+    EXPECT_EQ(x->basis.port, 465) << x->sentence;
+    EXPECT_EQ(x->basis.mechanism, "PLAIN") << x->sentence;
+  }
+  expectDefaultWorld();
 }
 
 // Dovecot stopped: every client fails to read mail, Thunderbird on both of its ports; sending
 // fails too, since Postfix's SASL is Dovecot's.
 TEST_F(ProfileVerdictTest, DovecotStopped) {
   ASSERT_TRUE(env()->stopService("dovecot")) << env()->lastError();
+  testing::MailEnvChange restart(env(),
+                                 [](testing::MailEnv* e) { return e->startService("dovecot"); });
   std::vector<Verdict> down = judgeWorld("127.0.0.1");
-  ASSERT_TRUE(env()->startService("dovecot")) << env()->lastError();
+  ASSERT_TRUE(restart.undo());
 
   for (const Verdict& v : down) {
     SCOPED_TRACE(v.sentence);
@@ -304,9 +415,7 @@ TEST_F(ProfileVerdictTest, DovecotStopped) {
       EXPECT_EQ(v.explanation, "imap 993 (tls) refuses connections, as does imap 143 (starttls)");
     }
   }
-  // And back: the default world again.
-  expectCells(judgeWorld("127.0.0.1"),
-              {{"legacy-tls10", kIn, FailureReason::TlsVersionUnsupported}});
+  expectDefaultWorld();
 }
 
 }  // namespace

@@ -41,16 +41,7 @@ std::string readAll(const std::string& path) {
 }
 
 // Undoes a Postfix change when the test ends, even after a failed assertion.
-class PostfixChange {
- public:
-  PostfixChange(MailEnv* env, std::function<bool(MailEnv*)> undo)
-      : env_(env), undo_(std::move(undo)) {}
-  ~PostfixChange() { EXPECT_TRUE(undo_(env_)) << env_->lastError(); }
-
- private:
-  MailEnv* env_;
-  std::function<bool(MailEnv*)> undo_;
-};
+using PostfixChange = testing::MailEnvChange;
 
 class RelayTest : public testing::MailEnvSuite {
  protected:
