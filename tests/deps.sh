@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # Installs, from Debian 12 packages, everything mailprobed needs to build and to run its whole
-# test suite (real Dovecot and Postfix, promtool, swaks, curl). Needs root. Idempotent.
+# test suite (real Dovecot and Postfix, promtool, swaks, curl, headless Chromium). Needs root.
+# Idempotent.
 set -euo pipefail
 
 packages=(
   # build
   build-essential cmake pkg-config
   libuv1-dev libssl-dev prometheus-cpp-dev libtomlplusplus-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libsystemd-dev
+  libgtest-dev libgmock-dev libsystemd-dev libxml2-dev
   # the loopback mail servers of the integration tests and the demo
   dovecot-core dovecot-imapd postfix openssl
-  # real clients and tools the tests compare against
-  swaks curl iproute2 prometheus systemd
+  # real clients and tools the tests compare against; chromium renders the status page
+  swaks curl iproute2 prometheus systemd chromium
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -16,13 +16,33 @@ extern char** environ;
 
 namespace mailprobe::testing {
 
-Subprocess::Subprocess(std::vector<std::string> argv, std::vector<std::string> extra_env,
-                       std::string output_path)
-    : output_path_(std::move(output_path)) {
+std::vector<std::string> currentEnvironment() {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     env.emplace_back(*e);
   }
+  return env;
+}
+
+void execOrExit(std::vector<std::string> argv, std::vector<std::string> env) {
+  std::vector<char*> args;
+  for (auto& a : argv) {
+    args.push_back(a.data());
+  }
+  args.push_back(nullptr);
+  std::vector<char*> envp;
+  for (auto& e : env) {
+    envp.push_back(e.data());
+  }
+  envp.push_back(nullptr);
+  ::execve(args[0], args.data(), envp.data());
+  ::_exit(127);
+}
+
+Subprocess::Subprocess(std::vector<std::string> argv, std::vector<std::string> extra_env,
+                       std::string output_path)
+    : output_path_(std::move(output_path)) {
+  std::vector<std::string> env = currentEnvironment();
   for (auto& e : extra_env) {
     env.push_back(std::move(e));
   }
@@ -34,18 +54,7 @@ Subprocess::Subprocess(std::vector<std::string> argv, std::vector<std::string> e
       ::dup2(fd, 2);
       ::close(fd);
     }
-    std::vector<char*> args;
-    for (auto& a : argv) {
-      args.push_back(a.data());
-    }
-    args.push_back(nullptr);
-    std::vector<char*> envp;
-    for (auto& e : env) {
-      envp.push_back(e.data());
-    }
-    envp.push_back(nullptr);
-    ::execve(args[0], args.data(), envp.data());
-    ::_exit(127);
+    execOrExit(std::move(argv), std::move(env));
   }
 }
 
@@ -158,6 +167,22 @@ HttpReply httpGet(uint16_t port, const std::string& path, std::chrono::milliseco
     reply.body = body;
   }
   return reply;
+}
+
+bool waitForStatusJson(uint16_t port, const std::function<bool(const nlohmann::json&)>& pred,
+                       std::chrono::milliseconds timeout, nlohmann::json* last) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    HttpReply reply = httpGet(port, "/status.json");
+    if (reply.status == 200) {
+      *last = nlohmann::json::parse(reply.body, nullptr, false);
+      if (!last->is_discarded() && pred(*last)) {
+        return true;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  return false;
 }
 
 uint16_t freeLoopbackPort() {

@@ -5,11 +5,19 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace mailprobe::testing {
+
+// This process's environment, "KEY=value" each.
+std::vector<std::string> currentEnvironment();
+// In a forked child: execve(argv[0], argv, env), or _exit(127) if that fails.
+[[noreturn]] void execOrExit(std::vector<std::string> argv, std::vector<std::string> env);
 
 class Subprocess {
  public:
@@ -42,6 +50,11 @@ struct HttpReply {
 };
 HttpReply httpGet(uint16_t port, const std::string& path,
                   std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+
+// Polls GET http://127.0.0.1:port/status.json every 200 ms until `pred` holds for its JSON or the
+// timeout passes; *last is the last JSON read.
+bool waitForStatusJson(uint16_t port, const std::function<bool(const nlohmann::json&)>& pred,
+                       std::chrono::milliseconds timeout, nlohmann::json* last);
 
 // A TCP port on 127.0.0.1 that was free a moment ago.
 uint16_t freeLoopbackPort();

@@ -8,10 +8,11 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include "daemon/profiles.h"
-#include "probes/tls_version_scan.h"
 #include "tests/fakes/mail_env.h"
+#include "tests/fakes/mail_env_config.h"
 #include "tests/fakes/subprocess.h"
 
 namespace mailprobe {
@@ -41,74 +42,13 @@ class CliTest : public testing::MailEnvSuite {
     return r;
   }
 
-  // The env's port behind a profile's standard one.
-  static uint16_t envPort(uint16_t port) {
-    switch (port) {
-      case 143:
-        return env()->imapStarttlsPort();
-      case 993:
-        return env()->imapsPort();
-      case 25:
-        return env()->smtpPort();
-      case 465:
-        return env()->smtpsPort();
-      case 587:
-        return env()->submissionPort();
-      default:
-        return 0;
-    }
-  }
-
-  // A config with the platform's five endpoints on the loopback servers and every built-in
-  // profile redefined (`replace = true`) with its own settings, its ports moved to the servers'.
+  // The platform's five endpoints on the loopback servers and every built-in profile redefined
+  // (`replace = true`) with its own settings, its ports moved to the servers'.
   static std::string platformConfig() {
-    std::string t = "[defaults]\ntimeout = \"20s\"\nphase_timeout = \"8s\"\nca_file = \"" +
-                    env()->caFile() + "\"\nsource_address = \"127.0.0.2\"\n\n[account]\nuser = \"" +
-                    env()->user() + "\"\npassword_file = \"" + env()->dir() +
-                    "/password\"\n\n[[host]]\nname = \"localhost\"\naddresses = [\"127.0.0.1\"]\n";
-    for (auto [service, port, security] :
-         {std::tuple{"imap", 143, "starttls"}, std::tuple{"imap", 993, "tls"},
-          std::tuple{"smtp", 25, "starttls"}, std::tuple{"smtp", 465, "tls"},
-          std::tuple{"smtp", 587, "starttls"}}) {
-      t += std::string("  [[host.endpoint]]\n  service = \"") + service +
-           "\"\n  port = " + std::to_string(envPort(static_cast<uint16_t>(port))) +
-           "\n  security = \"" + security + "\"\n";
-      if (port == 25) {
-        t += "  starttls_required = false\n  auth = \"optional\"\n";
-      }
-    }
-    auto list = [](const std::vector<std::string>& words) {
-      std::string out;
-      for (const auto& w : words) {
-        out += (out.empty() ? "\"" : ", \"") + w + "\"";
-      }
-      return "[" + out + "]";
-    };
-    for (const ClientProfile& p : builtinProfiles()) {
-      t += "\n[[profile]]\nid = \"" + p.id + "\"\nreplace = true\n";
-      for (auto [direction, sides] :
-           {std::pair{"incoming", &p.incoming}, std::pair{"outgoing", &p.outgoing}}) {
-        for (const ClientSide& side : *sides) {
-          std::vector<std::string> versions;
-          for (int v : scannedTlsVersions()) {
-            if (v >= side.tls_min_version && v <= side.tls_max_version) {
-              versions.emplace_back(tlsVersionName(v));
-            }
-          }
-          t += std::string("  [[profile.") + direction +
-               "]]\n  port = " + std::to_string(envPort(side.port)) + "\n  security = \"" +
-               std::string(toString(side.security)) + "\"\n  certificates = \"" +
-               std::string(toString(side.cert_policy)) + "\"\n  tls_versions = " + list(versions) +
-               "\n  mechanisms = " + list(side.mechanisms) + "\n  next_mechanism_on_failure = " +
-               (side.next_mechanism_on_failure ? "true" : "false") + "\n";
-          if (std::string(direction) == "outgoing") {
-            t += std::string("  sign_in = ") + (side.sign_in ? "true" : "false") + "\n";
-          }
-        }
-      }
-    }
     std::string path = env()->dir() + "/platform-profiles.toml";
-    std::ofstream(path) << t;
+    std::ofstream(path) << testing::platformConfigToml(
+                               *env(), "127.0.0.1", "timeout = \"20s\"\nphase_timeout = \"8s\"\n")
+                        << testing::profilesToml(*env(), builtinProfiles());
     return path;
   }
 

@@ -64,18 +64,7 @@ class DaemonTest : public testing::MailEnvSuite {
   // Polls /status.json until `pred` holds or the timeout passes.
   template <typename Pred>
   bool waitForStatus(Pred pred, std::chrono::milliseconds timeout, nlohmann::json* last) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto reply = httpGet(port_, "/status.json");
-      if (reply.status == 200) {
-        *last = nlohmann::json::parse(reply.body, nullptr, false);
-        if (!last->is_discarded() && pred(*last)) {
-          return true;
-        }
-      }
-      std::this_thread::sleep_for(200ms);
-    }
-    return false;
+    return testing::waitForStatusJson(port_, pred, timeout, last);
   }
 
   static bool allEndpoints(const nlohmann::json& j, bool success) {

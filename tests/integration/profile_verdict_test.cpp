@@ -21,6 +21,7 @@
 #include "daemon/profiles.h"
 #include "probes/tls_version_scan.h"
 #include "tests/fakes/mail_env.h"
+#include "tests/fakes/mail_env_config.h"
 #include "tests/fakes/mail_env_spec.h"
 
 namespace mailprobe {
@@ -140,22 +141,6 @@ class ProfileVerdictTest : public testing::MailEnvSuite {
     return out;
   }
 
-  // The env's port behind a profile's standard one.
-  static uint16_t envPort(Service service, uint16_t port) {
-    switch (port) {
-      case 143:
-        return env()->imapStarttlsPort();
-      case 993:
-        return env()->imapsPort();
-      case 465:
-        return env()->smtpsPort();
-      case 587:
-        return env()->submissionPort();
-      default:
-        return service == Service::Smtp ? env()->smtpPort() : 0;
-    }
-  }
-
   // A shell command that runs the real client with one side's settings against `address` and
   // exits 0 exactly when it logs in. $MP_USER and $MP_PASS come from the environment, so the
   // password is in no string of this test. SMTP: swaks gets the side's mechanisms in the client's
@@ -165,7 +150,7 @@ class ProfileVerdictTest : public testing::MailEnvSuite {
   static std::string clientCommand(const ClientSide& side, Direction direction,
                                    const std::string& address) {
     Service service = direction == Direction::Incoming ? Service::Imap : Service::Smtp;
-    std::string port = std::to_string(envPort(service, side.port));
+    std::string port = std::to_string(testing::envPort(*env(), side.port));
     const std::string ca = env()->caFile();
     bool strict = side.cert_policy == CertPolicy::Strict;
     int lo = side.tls_min_version != 0 ? side.tls_min_version : TLS1_VERSION;

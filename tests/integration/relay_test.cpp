@@ -351,18 +351,7 @@ TEST_F(RelayTest, TheDaemonShowsTheRelayMatrixInStatusJsonMetricsAndThePage) {
   ASSERT_TRUE(notify.waitFor("READY=1", 10s)) << daemon.output();
 
   auto waitFor = [&](auto pred, std::chrono::milliseconds timeout, nlohmann::json* last) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      auto reply = httpGet(port, "/status.json");
-      if (reply.status == 200) {
-        *last = nlohmann::json::parse(reply.body, nullptr, false);
-        if (!last->is_discarded() && pred(*last)) {
-          return true;
-        }
-      }
-      std::this_thread::sleep_for(200ms);
-    }
-    return false;
+    return testing::waitForStatusJson(port, pred, timeout, last);
   };
   auto allAsExpected = [](const nlohmann::json& j) {
     if (!j.contains("relay") || j["relay"].size() != 24) {
