@@ -365,13 +365,13 @@ void FaultServer::run() {
     if (fds[1].revents & POLLIN) {
       accept();
     }
-    std::erase_if(peers_, [](const std::unique_ptr<Peer>& p) {
+    std::erase_if(peers_, [this](const std::unique_ptr<Peer>& p) {
       if (p->dead) {
         ::close(p->fd);
+        --open_;  // after the close: a test that sees 0 finds no descriptor of ours left
       }
       return p->dead;
     });
-    open_ = peers_.size();
   }
 }
 
@@ -382,6 +382,7 @@ void FaultServer::accept() {
       return;
     }
     ++connections_;
+    ++open_;  // before a byte is sent, so before the client can finish and look
     auto peer = std::make_unique<Peer>();
     peer->fd = fd;
     advance(*peer);

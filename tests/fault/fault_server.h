@@ -71,7 +71,8 @@ class FaultServer {
   uint16_t port() const { return port_; }
   // Connections accepted so far: proof that a probe reached the server at all.
   size_t connections() const { return connections_.load(); }
-  // Connections still open on the server's side (it closes its end once the client has).
+  // Connections still open on the server's side (it closes its end once the client has):
+  // counted from the accept to the close(2) itself, so 0 means none of its sockets is open.
   size_t openConnections() const { return open_.load(); }
   // Bytes written to clients so far, all connections together.
   uint64_t bytesSent() const { return bytes_sent_.load(); }
