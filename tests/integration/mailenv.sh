@@ -223,7 +223,9 @@ make_certs() {
 # ---------------------------------------------------------------------------------------------
 # Users and mail storage.
 
-random_password() { openssl rand -base64 18 | tr '+/' '-_'; }
+# Never with a leading '-': the tests hand passwords to real clients' command lines (swaks
+# --auth-password), which would take one for an option whatever the quoting (1 run in 64).
+random_password() { printf 'p%s' "$(openssl rand -base64 18 | tr '+/' '-_')"; }
 
 make_users() {
   local pw other_pw home_base=$MAIL_DIR/$LOCAL_DOMAIN
