@@ -63,7 +63,7 @@ HttpResponse routeRequest(std::string_view path, const SnapshotPtr& snapshot, in
   }
   if (path == "/metrics") {
     // Without a snapshot the process_* series still say the daemon is alive.
-    return {200, kMetricsContentType, serializeMetrics(scrapeMetrics(snapshot.get()))};
+    return {200, kMetricsContentType, renderMetrics(snapshot.get())};
   }
   if (path == "/") {
     if (!snapshot) {

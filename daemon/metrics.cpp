@@ -1,16 +1,18 @@
 #include "daemon/metrics.h"
 
 #include <algorithm>
+#include <array>
+#include <cassert>
 #include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstring>
 #include <deque>
 #include <limits>
 #include <map>
 #include <optional>
 #include <set>
-#include <sstream>
 #include <utility>
-
-#include <prometheus/text_serializer.h>
 
 #include "daemon/process_stats.h"
 #include "probes/probe_spec.h"
@@ -21,15 +23,65 @@ namespace {
 using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
-using Labels = std::vector<ClientMetric::Label>;
 
-// Families in a fixed order; references stay valid while more are added (deque).
-class FamilySet {
+// The labels of one series, as views into the snapshot, static tables or the caller's locals,
+// valid for one call to the sink. A fixed array: building a series allocates nothing.
+class Labels {
  public:
-  MetricFamily& add(std::string name, std::string help, MetricType type) {
-    return families_.emplace_back(MetricFamily{std::move(name), std::move(help), type, {}});
+  using Pair = std::pair<std::string_view, std::string_view>;
+  Labels() = default;
+  Labels(std::initializer_list<Pair> pairs) { add(pairs); }
+  // A copy with `more` appended.
+  Labels plus(std::initializer_list<Pair> more) const {
+    Labels out = *this;
+    out.add(more);
+    return out;
   }
-  // A family with no series would print a bare HELP/TYPE pair: leave it out.
+  const Pair* begin() const { return items_.data(); }
+  const Pair* end() const { return items_.data() + size_; }
+  bool empty() const { return size_ == 0; }
+
+ private:
+  void add(std::initializer_list<Pair> pairs) {
+    for (const Pair& p : pairs) {
+      assert(size_ < items_.size() && "more labels than any family has");
+      items_[size_++] = p;
+    }
+  }
+  std::array<Pair, 12> items_{};
+  size_t size_ = 0;
+};
+
+// Where the series go. Families are declared first, in output order, then series are added
+// to any of them; a family left without series is not written.
+class Sink {
+ public:
+  using Family = size_t;
+  virtual ~Sink() = default;
+  virtual Family add(std::string_view name, std::string_view help, MetricType type) = 0;
+  // A gauge's or a counter's value, as the family's type says.
+  virtual void sample(Family f, const Labels& labels, double value) = 0;
+  virtual void histogram(Family f, const Labels& labels, const ClientMetric::Histogram& h) = 0;
+};
+
+// prometheus-cpp families (buildMetrics): what the tests look into.
+class FamilySink final : public Sink {
+ public:
+  Family add(std::string_view name, std::string_view help, MetricType type) override {
+    families_.push_back(MetricFamily{std::string(name), std::string(help), type, {}});
+    return families_.size() - 1;
+  }
+  void sample(Family f, const Labels& labels, double value) override {
+    ClientMetric& m = push(f, labels);
+    if (families_[f].type == MetricType::Counter) {
+      m.counter.value = value;
+    } else {
+      m.gauge.value = value;
+    }
+  }
+  void histogram(Family f, const Labels& labels, const ClientMetric::Histogram& h) override {
+    push(f, labels).histogram = h;
+  }
   std::vector<MetricFamily> take() {
     std::vector<MetricFamily> out;
     for (auto& f : families_) {
@@ -41,48 +93,209 @@ class FamilySet {
   }
 
  private:
+  ClientMetric& push(Family f, const Labels& labels) {
+    ClientMetric& m = families_[f].metric.emplace_back();
+    for (const auto& [name, value] : labels) {
+      m.label.push_back({std::string(name), std::string(value)});
+    }
+    return m;
+  }
   std::deque<MetricFamily> families_;
 };
 
-void gauge(MetricFamily& f, Labels labels, double value) {
-  ClientMetric m;
-  m.label = std::move(labels);
-  m.gauge.value = value;
-  f.metric.push_back(std::move(m));
-}
+// The text exposition format 0.0.4, written as prometheus-cpp's TextSerializer writes it
+// (a unit test holds the two equal; HELP is escaped, as the format says and 1.0.1 does not),
+// without building families first. A line is written into room made at the end of the string
+// in one step: at 65,000 lines, appending piece by piece was most of the cost.
+class TextWriter {
+ public:
+  explicit TextWriter(std::string& out) : out_(out) {}
 
-void counter(MetricFamily& f, Labels labels, double value) {
-  ClientMetric m;
-  m.label = std::move(labels);
-  m.counter.value = value;
-  f.metric.push_back(std::move(m));
-}
-
-Labels plus(Labels base, std::initializer_list<std::pair<const char*, std::string_view>> more) {
-  for (const auto& [name, value] : more) {
-    base.push_back({name, std::string(value)});
+  void header(std::string_view name, std::string_view help, MetricType type) {
+    out_ += "# HELP ";
+    out_ += name;
+    out_ += ' ';
+    for (char c : help) {
+      if (c == '\\') {
+        out_ += "\\\\";
+      } else if (c == '\n') {
+        out_ += "\\n";
+      } else {
+        out_ += c;
+      }
+    }
+    out_ += "\n# TYPE ";
+    out_ += name;
+    out_ += ' ';
+    out_ += metricTypeName(type);
+    out_ += '\n';
   }
-  return base;
-}
+
+  // name{labels[,le="bound"]} value
+  void line(std::string_view name, std::string_view suffix, const Labels& labels, double value,
+            std::string_view le = {}) {
+    char* p = head(name, suffix, labels, le);
+    p = number(p, value);
+    finish(p);
+  }
+  void line(std::string_view name, std::string_view suffix, const Labels& labels, uint64_t value,
+            std::string_view le = {}) {
+    char* p = head(name, suffix, labels, le);
+    p = std::to_chars(p, p + kNumberRoom, value).ptr;
+    finish(p);
+  }
+
+  void histogram(std::string_view name, const Labels& labels, const ClientMetric::Histogram& h) {
+    line(name, "_count", labels, h.sample_count);
+    line(name, "_sum", labels, h.sample_sum);
+    double last = -std::numeric_limits<double>::infinity();
+    for (const auto& b : h.bucket) {
+      std::array<char, kNumberRoom> bound;
+      char* end = number(bound.data(), b.upper_bound);
+      line(name, "_bucket", labels, b.cumulative_count,
+           std::string_view(bound.data(), static_cast<size_t>(end - bound.data())));
+      last = b.upper_bound;
+    }
+    if (last != std::numeric_limits<double>::infinity()) {
+      line(name, "_bucket", labels, h.sample_count, "+Inf");
+    }
+  }
+
+ private:
+  static constexpr size_t kNumberRoom = 32;  // %.16g, an integer or "+Inf"
+
+  static char* copy(char* p, std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    return p + s.size();
+  }
+
+  // Escapes \, " and newline in a label value.
+  static char* escaped(char* p, std::string_view value) {
+    for (char c : value) {
+      if (c == '\\' || c == '"') {
+        *p++ = '\\';
+        *p++ = c;
+      } else if (c == '\n') {
+        *p++ = '\\';
+        *p++ = 'n';
+      } else {
+        *p++ = c;
+      }
+    }
+    return p;
+  }
+
+  // Makes room for the whole line at the end of out_ and writes up to the value.
+  char* head(std::string_view name, std::string_view suffix, const Labels& labels,
+             std::string_view le) {
+    size_t room = name.size() + suffix.size() + le.size() + kNumberRoom + 16;
+    for (const auto& [label, value] : labels) {
+      room += label.size() + 2 * value.size() + 4;
+    }
+    start_ = out_.size();
+    out_.resize(start_ + room);
+    char* p = out_.data() + start_;
+    p = copy(p, name);
+    p = copy(p, suffix);
+    if (!labels.empty() || !le.empty()) {
+      char sep = '{';
+      for (const auto& [label, value] : labels) {
+        *p++ = sep;
+        p = copy(p, label);
+        *p++ = '=';
+        *p++ = '"';
+        p = escaped(p, value);
+        *p++ = '"';
+        sep = ',';
+      }
+      if (!le.empty()) {
+        *p++ = sep;
+        p = copy(p, "le=\"");
+        p = copy(p, le);
+        *p++ = '"';
+      }
+      *p++ = '}';
+    }
+    *p++ = ' ';
+    return p;
+  }
+
+  void finish(char* p) {
+    *p++ = '\n';
+    out_.resize(static_cast<size_t>(p - out_.data()));
+  }
+
+  // As TextSerializer: NaN and infinities by name, else %.16g.
+  static char* number(char* p, double v) {
+    if (std::isnan(v)) {
+      return copy(p, "Nan");
+    }
+    if (std::isinf(v)) {
+      return copy(p, v < 0 ? "-Inf" : "+Inf");
+    }
+    // Most values are whole (counts, timestamps, 0/1): %.16g prints them as integers.
+    if (v == std::trunc(v) && std::fabs(v) < 1e15 && !(v == 0 && std::signbit(v))) {
+      return std::to_chars(p, p + kNumberRoom, static_cast<int64_t>(v)).ptr;
+    }
+    return std::to_chars(p, p + kNumberRoom, v, std::chars_format::general, 16).ptr;
+  }
+
+  std::string& out_;
+  size_t start_ = 0;
+};
+
+// The text straight away (renderMetrics, what /metrics serves): each family's lines in its own
+// buffer, joined at the end behind their HELP and TYPE lines.
+class TextSink final : public Sink {
+ public:
+  Family add(std::string_view name, std::string_view help, MetricType type) override {
+    families_.push_back({name, help, type, {}});
+    return families_.size() - 1;
+  }
+  void sample(Family f, const Labels& labels, double value) override {
+    TextFamily& t = families_[f];
+    TextWriter(t.body).line(t.name, "", labels, value);
+  }
+  void histogram(Family f, const Labels& labels, const ClientMetric::Histogram& h) override {
+    TextFamily& t = families_[f];
+    TextWriter(t.body).histogram(t.name, labels, h);
+  }
+  // Appends every family with series to `out`, emptying this sink.
+  void takeInto(std::string& out) {
+    size_t size = out.size();
+    for (const auto& f : families_) {
+      size += f.body.empty() ? 0 : f.body.size() + f.name.size() * 2 + f.help.size() + 32;
+    }
+    out.reserve(size);
+    for (auto& f : families_) {
+      if (!f.body.empty()) {
+        TextWriter(out).header(f.name, f.help, f.type);
+        out += f.body;
+        std::string().swap(f.body);
+      }
+    }
+  }
+
+ private:
+  struct TextFamily {
+    std::string_view name, help;  // string literals
+    MetricType type;
+    std::string body;
+  };
+  std::deque<TextFamily> families_;
+};
 
 // One series per failure reason, every reason from the start (0 until it happens).
-void reasonCounters(MetricFamily& f, const Labels& base,
+void reasonCounters(Sink& out, Sink::Family f, const Labels& base,
                     const std::map<FailureReason, uint64_t>& counts) {
   for (FailureReason reason : allFailureReasons()) {
     if (reason == FailureReason::None) {
       continue;
     }
     auto it = counts.find(reason);
-    counter(f, plus(base, {{"reason", toString(reason)}}),
-            it == counts.end() ? 0 : static_cast<double>(it->second));
+    out.sample(f, base.plus({{"reason", toString(reason)}}),
+               it == counts.end() ? 0 : static_cast<double>(it->second));
   }
-}
-
-Labels endpointLabels(const EndpointState& e) {
-  return {{"host", e.host},
-          {"port", std::to_string(e.port)},
-          {"service", std::string(toString(e.service))},
-          {"security", std::string(toString(e.security))}};
 }
 
 // OpenSSL's protocol and cipher names are short identifiers; anything else (a future engine
@@ -160,76 +373,75 @@ std::string_view trustedLabel(bool trusted) {
 
 // One series per profile and direction whose verdict is known: the answer to "can users set up
 // like this read and send mail now?". Profile ids come from the config (bounded).
-void profileMetrics(FamilySet& set, const Snapshot& s) {
+void profileMetrics(Sink& out, const Snapshot& s) {
   const auto G = MetricType::Gauge;
-  auto& ok = set.add("mailprobe_client_config_ok",
-                     "1 if a client set up like this profile could read (incoming) or send "
-                     "(outgoing) mail according to the latest results, 0 if it fails; absent "
-                     "while the results cannot tell.",
-                     G);
-  auto& failure = set.add("mailprobe_client_config_failure_info",
-                          "Why and at which step a client profile fails; always 1, present only "
-                          "while failing.",
-                          G);
-  auto& since = set.add("mailprobe_client_config_since_timestamp_seconds",
-                        "Unix time since which the profile's verdict has been what it is.", G);
+  auto ok = out.add("mailprobe_client_config_ok",
+                    "1 if a client set up like this profile could read (incoming) or send "
+                    "(outgoing) mail according to the latest results, 0 if it fails; absent "
+                    "while the results cannot tell.",
+                    G);
+  auto failure = out.add("mailprobe_client_config_failure_info",
+                         "Why and at which step a client profile fails; always 1, present only "
+                         "while failing.",
+                         G);
+  auto since = out.add("mailprobe_client_config_since_timestamp_seconds",
+                       "Unix time since which the profile's verdict has been what it is.", G);
   for (const auto& v : s.verdicts) {
     if (!v.known) {
       continue;
     }
-    Labels base{{"profile", v.profile}, {"direction", std::string(toString(v.direction))}};
-    gauge(ok, base, v.ok ? 1 : 0);
+    const Labels base{{"profile", v.profile}, {"direction", toString(v.direction)}};
+    out.sample(ok, base, v.ok ? 1 : 0);
     if (v.since != 0) {
-      gauge(since, base, static_cast<double>(v.since));
+      out.sample(since, base, static_cast<double>(v.since));
     }
     if (!v.ok) {
-      gauge(failure,
-            plus(base, {{"reason", std::string(toString(v.reason))},
-                        {"phase", std::string(toString(v.phase))}}),
-            1);
+      out.sample(failure, base.plus({{"reason", toString(v.reason)}, {"phase", toString(v.phase)}}),
+                 1);
     }
   }
 }
 
-void relayMetrics(FamilySet& set, const Snapshot& s) {
+void relayMetrics(Sink& out, const Snapshot& s) {
   const auto G = MetricType::Gauge;
-  auto& interval = set.add("mailprobe_relay_interval_seconds",
-                           "Configured time between two runs of the relay check.", G);
-  auto& runs = set.add("mailprobe_relay_runs_total", "Completed runs of the relay check.",
-                       MetricType::Counter);
-  auto& failures = set.add("mailprobe_relay_failures_total",
-                           "Completed relay check runs in which at least one cell had this "
-                           "reason (each reason counted once per run). Every reason exists from "
-                           "the start at 0.",
-                           MetricType::Counter);
-  auto& last_run = set.add("mailprobe_relay_last_run_timestamp_seconds",
-                           "Unix time at which the last run of the relay check ended; 0 before "
-                           "the first run.",
-                           G);
-  auto& open = set.add("mailprobe_relay_open",
-                       "1 if the most recent relay check found an open relay from this vantage "
-                       "(an outside recipient accepted where refusal was expected), else 0.",
-                       G);
-  auto& cell_ok = set.add("mailprobe_relay_cell_ok",
-                          "1 if the server answered this relay cell as the policy expects in "
-                          "the most recent run (every address probed), else 0.",
+  auto interval = out.add("mailprobe_relay_interval_seconds",
+                          "Configured time between two runs of the relay check.", G);
+  auto runs = out.add("mailprobe_relay_runs_total", "Completed runs of the relay check.",
+                      MetricType::Counter);
+  auto failures = out.add("mailprobe_relay_failures_total",
+                          "Completed relay check runs in which at least one cell had this "
+                          "reason (each reason counted once per run). Every reason exists from "
+                          "the start at 0.",
+                          MetricType::Counter);
+  auto last_run = out.add("mailprobe_relay_last_run_timestamp_seconds",
+                          "Unix time at which the last run of the relay check ended; 0 before "
+                          "the first run.",
                           G);
-  auto& cell_info = set.add("mailprobe_relay_cell_info",
-                            "What the policy expects of a relay cell, what the server answered "
-                            "(accept, refuse, or none when it was not asked) and the reason; "
-                            "always 1.",
+  auto open = out.add("mailprobe_relay_open",
+                      "1 if the most recent relay check found an open relay from this vantage "
+                      "(an outside recipient accepted where refusal was expected), else 0.",
+                      G);
+  auto cell_ok = out.add("mailprobe_relay_cell_ok",
+                         "1 if the server answered this relay cell as the policy expects in "
+                         "the most recent run (every address probed), else 0.",
+                         G);
+  auto cell_info = out.add("mailprobe_relay_cell_info",
+                           "What the policy expects of a relay cell, what the server answered "
+                           "(accept, refuse, or none when it was not asked) and the reason; "
+                           "always 1.",
+                           G);
+  auto reply_code = out.add("mailprobe_relay_reply_code",
+                            "The SMTP reply code the relay cell got at RCPT TO (or MAIL FROM); "
+                            "0 when it was not asked. 4xx is temporary, 5xx permanent.",
                             G);
-  auto& reply_code = set.add("mailprobe_relay_reply_code",
-                             "The SMTP reply code the relay cell got at RCPT TO (or MAIL FROM); "
-                             "0 when it was not asked. 4xx is temporary, 5xx permanent.",
-                             G);
 
   for (const RelayState& r : s.relay) {
-    const Labels base{{"host", r.host}, {"port", std::to_string(r.port)}};
-    gauge(interval, base, r.interval_seconds);
-    counter(runs, base, static_cast<double>(r.runs_total));
-    reasonCounters(failures, base, r.failures_total);
-    gauge(last_run, base, static_cast<double>(r.last_run_timestamp));
+    const std::string port = std::to_string(r.port);
+    const Labels base{{"host", r.host}, {"port", port}};
+    out.sample(interval, base, r.interval_seconds);
+    out.sample(runs, base, static_cast<double>(r.runs_total));
+    reasonCounters(out, failures, base, r.failures_total);
+    out.sample(last_run, base, static_cast<double>(r.last_run_timestamp));
     if (r.last.empty()) {
       continue;
     }
@@ -249,26 +461,41 @@ void relayMetrics(FamilySet& set, const Snapshot& s) {
         g.open = g.open || c.reason == FailureReason::OpenRelay;
         vantage_open = vantage_open || g.open;
       }
-      gauge(open, plus(base, {{"vantage", v.name}}), vantage_open ? 1 : 0);
+      out.sample(open, base.plus({{"vantage", v.name}}), vantage_open ? 1 : 0);
       for (const auto& [key, g] : groups) {
         const RelayCell& c = *g.shown;
-        const Labels cell = plus(base, {{"vantage", v.name},
-                                        {"auth", toString(key.first)},
-                                        {"recipient", toString(key.second)}});
-        gauge(cell_ok, cell, g.ok ? 1 : 0);
-        gauge(cell_info,
-              plus(cell, {{"trusted", trustedLabel(v.trusted)},
-                          {"expected", toString(c.expected)},
-                          {"observed", c.observed ? toString(*c.observed) : "none"},
-                          {"reason", toString(c.reason)}}),
-              1);
-        gauge(reply_code, cell, c.code);
+        const Labels cell = base.plus({{"vantage", v.name},
+                                       {"auth", toString(key.first)},
+                                       {"recipient", toString(key.second)}});
+        out.sample(cell_ok, cell, g.ok ? 1 : 0);
+        out.sample(cell_info,
+                   cell.plus({{"trusted", trustedLabel(v.trusted)},
+                              {"expected", toString(c.expected)},
+                              {"observed", c.observed ? toString(*c.observed) : "none"},
+                              {"reason", toString(c.reason)}}),
+                   1);
+        out.sample(reply_code, cell, c.code);
       }
     }
   }
 }
 
 }  // namespace
+
+std::string_view metricTypeName(MetricType type) {
+  switch (type) {
+    case MetricType::Counter:
+      return "counter";
+    case MetricType::Gauge:
+      return "gauge";
+    case MetricType::Histogram:
+      return "histogram";
+    case MetricType::Summary:
+      return "summary";
+    default:
+      return "untyped";
+  }
+}
 
 const std::vector<std::string>& knownMechanisms() {
   static const std::vector<std::string> known = [] {
@@ -311,143 +538,150 @@ std::string_view addressFamily(std::string_view address) {
   return address.find(':') != std::string_view::npos ? "ipv6" : "ipv4";
 }
 
-std::vector<MetricFamily> buildMetrics(const Snapshot& s) {
-  FamilySet set;
+namespace {
+
+// Every mailprobe_* series of one snapshot, in output order.
+void emitAll(Sink& out, const Snapshot& s) {
   const auto G = MetricType::Gauge;
   const auto C = MetricType::Counter;
 
   // The daemon.
-  auto& build_info = set.add("mailprobe_build_info", "The mailprobed version; always 1.", G);
-  auto& start_time =
-      set.add("mailprobe_start_time_seconds", "Unix time at which the daemon started.", G);
-  auto& reload_ok = set.add("mailprobe_config_last_reload_successful",
-                            "1 if the last configuration load or reload succeeded; 0 if it was "
-                            "refused and the previous configuration is still in use.",
-                            G);
-  auto& reload_ts = set.add("mailprobe_config_last_reload_success_timestamp_seconds",
-                            "Unix time of the last successful configuration load or reload.", G);
-  auto& reloads = set.add("mailprobe_config_reloads_total",
-                          "Configuration reloads attempted (SIGHUP), successful or not.", C);
-  auto& reload_failures = set.add("mailprobe_config_reload_failures_total",
-                                  "Configuration reloads refused because the new configuration "
-                                  "was invalid.",
-                                  C);
-  auto& in_flight = set.add("mailprobe_probes_in_flight", "Endpoint probes running now.", G);
-  auto& in_flight_max =
-      set.add("mailprobe_probes_in_flight_max", "The limit on endpoint probes running at once.", G);
-  auto& loop_lag = set.add("mailprobe_event_loop_lag_seconds",
-                           "Last measured delay of the event loop behind its timers.", G);
+  auto build_info = out.add("mailprobe_build_info", "The mailprobed version; always 1.", G);
+  auto start_time =
+      out.add("mailprobe_start_time_seconds", "Unix time at which the daemon started.", G);
+  auto reload_ok = out.add("mailprobe_config_last_reload_successful",
+                           "1 if the last configuration load or reload succeeded; 0 if it was "
+                           "refused and the previous configuration is still in use.",
+                           G);
+  auto reload_ts = out.add("mailprobe_config_last_reload_success_timestamp_seconds",
+                           "Unix time of the last successful configuration load or reload.", G);
+  auto reloads = out.add("mailprobe_config_reloads_total",
+                         "Configuration reloads attempted (SIGHUP), successful or not.", C);
+  auto reload_failures = out.add("mailprobe_config_reload_failures_total",
+                                 "Configuration reloads refused because the new configuration "
+                                 "was invalid.",
+                                 C);
+  auto in_flight = out.add("mailprobe_probes_in_flight", "Endpoint probes running now.", G);
+  auto in_flight_max =
+      out.add("mailprobe_probes_in_flight_max", "The limit on endpoint probes running at once.", G);
+  auto loop_lag = out.add("mailprobe_event_loop_lag_seconds",
+                          "Last measured delay of the event loop behind its timers.", G);
 
   const DaemonStats& d = s.daemon;
-  gauge(build_info, {{"version", d.version.empty() ? std::string(MAILPROBED_VERSION) : d.version}},
-        1);
-  gauge(start_time, {}, static_cast<double>(d.start_timestamp));
-  gauge(reload_ok, {}, d.config_last_reload_successful ? 1 : 0);
-  gauge(reload_ts, {}, static_cast<double>(d.config_last_reload_success_timestamp));
-  counter(reloads, {}, static_cast<double>(d.config_reloads_total));
-  counter(reload_failures, {}, static_cast<double>(d.config_reload_failures_total));
-  gauge(in_flight, {}, d.probes_in_flight);
-  gauge(in_flight_max, {}, d.max_probes_in_flight);
-  gauge(loop_lag, {}, d.loop_lag_seconds);
+  out.sample(build_info,
+             {{"version", d.version.empty() ? std::string_view(MAILPROBED_VERSION) : d.version}},
+             1);
+  out.sample(start_time, {}, static_cast<double>(d.start_timestamp));
+  out.sample(reload_ok, {}, d.config_last_reload_successful ? 1 : 0);
+  out.sample(reload_ts, {}, static_cast<double>(d.config_last_reload_success_timestamp));
+  out.sample(reloads, {}, static_cast<double>(d.config_reloads_total));
+  out.sample(reload_failures, {}, static_cast<double>(d.config_reload_failures_total));
+  out.sample(in_flight, {}, d.probes_in_flight);
+  out.sample(in_flight_max, {}, d.max_probes_in_flight);
+  out.sample(loop_lag, {}, d.loop_lag_seconds);
 
   // Every configured endpoint, from the first scrape on.
-  auto& interval = set.add("mailprobe_endpoint_interval_seconds",
-                           "Configured time between two scheduled runs of the endpoint probe.", G);
-  auto& runs = set.add("mailprobe_endpoint_runs_total",
-                       "Completed runs of the endpoint probe (every address of the endpoint).", C);
-  auto& failures = set.add("mailprobe_endpoint_failures_total",
-                           "Completed runs in which at least one address failed, by the reason "
-                           "of the first failure. Every reason exists from the start at 0.",
-                           C);
-  auto& duration =
-      set.add("mailprobe_endpoint_probe_duration_seconds",
+  auto interval = out.add("mailprobe_endpoint_interval_seconds",
+                          "Configured time between two scheduled runs of the endpoint probe.", G);
+  auto runs = out.add("mailprobe_endpoint_runs_total",
+                      "Completed runs of the endpoint probe (every address of the endpoint).", C);
+  auto failures = out.add("mailprobe_endpoint_failures_total",
+                          "Completed runs in which at least one address failed, by the reason "
+                          "of the first failure. Every reason exists from the start at 0.",
+                          C);
+  auto duration =
+      out.add("mailprobe_endpoint_probe_duration_seconds",
               "Duration of whole endpoint probe runs, successful or not.", MetricType::Histogram);
-  auto& last_run = set.add("mailprobe_endpoint_last_run_timestamp_seconds",
-                           "Unix time at which the last run of the endpoint probe ended; 0 before "
-                           "the first run.",
-                           G);
-  auto& last_success = set.add("mailprobe_endpoint_last_success_timestamp_seconds",
-                               "Unix time at which the last run where every address succeeded "
-                               "ended; 0 if none has yet.",
-                               G);
+  auto last_run = out.add("mailprobe_endpoint_last_run_timestamp_seconds",
+                          "Unix time at which the last run of the endpoint probe ended; 0 before "
+                          "the first run.",
+                          G);
+  auto last_success = out.add("mailprobe_endpoint_last_success_timestamp_seconds",
+                              "Unix time at which the last run where every address succeeded "
+                              "ended; 0 if none has yet.",
+                              G);
 
   // From the results of the most recent run, per address family of the probed addresses.
-  auto& up = set.add("mailprobe_endpoint_up",
-                     "1 if every address of this family succeeded in the most recent scheduled "
-                     "run, else 0. Absent before the first run.",
-                     G);
-  auto& failure_info = set.add("mailprobe_endpoint_failure_info",
-                               "Why the most recent run failed: the reason and phase of the first "
-                               "failing address; always 1, present only while failing.",
-                               G);
-  auto& phase_duration = set.add("mailprobe_endpoint_phase_duration_seconds",
-                                 "Time spent in each phase reached in the most recent run "
-                                 "(the slowest address of the family).",
-                                 G);
-  auto& tls_info =
-      set.add("mailprobe_tls_info",
-              "TLS version and cipher negotiated in the most recent run; always 1.", G);
-  auto& cert_not_after = set.add("mailprobe_tls_cert_not_after_timestamp_seconds",
-                                 "Unix time at which the leaf certificate expires; present "
-                                 "whenever a handshake completed, even if verification failed.",
-                                 G);
-  auto& chain_not_after = set.add("mailprobe_tls_chain_not_after_timestamp_seconds",
-                                  "Unix time at which the first certificate of the presented "
-                                  "chain expires.",
-                                  G);
-  auto& verify_ok = set.add("mailprobe_tls_cert_verify_ok",
-                            "1 if the certificate chain and host name verified, else 0.", G);
-  auto& verify_info = set.add("mailprobe_tls_cert_verify_info",
-                              "Outcome of certificate verification as a reason (none when it "
-                              "verified); always 1.",
+  auto up = out.add("mailprobe_endpoint_up",
+                    "1 if every address of this family succeeded in the most recent scheduled "
+                    "run, else 0. Absent before the first run.",
+                    G);
+  auto failure_info = out.add("mailprobe_endpoint_failure_info",
+                              "Why the most recent run failed: the reason and phase of the first "
+                              "failing address; always 1, present only while failing.",
                               G);
-  auto& accept_all = set.add("mailprobe_tls_accept_all_ok",
-                             "1 if a client that accepts all certificates would have completed "
-                             "the handshake, else 0.",
+  auto phase_duration = out.add("mailprobe_endpoint_phase_duration_seconds",
+                                "Time spent in each phase reached in the most recent run "
+                                "(the slowest address of the family).",
+                                G);
+  auto tls_info = out.add("mailprobe_tls_info",
+                          "TLS version and cipher negotiated in the most recent run; always 1.", G);
+  auto cert_not_after = out.add("mailprobe_tls_cert_not_after_timestamp_seconds",
+                                "Unix time at which the leaf certificate expires; present "
+                                "whenever a handshake completed, even if verification failed.",
+                                G);
+  auto chain_not_after = out.add("mailprobe_tls_chain_not_after_timestamp_seconds",
+                                 "Unix time at which the first certificate of the presented "
+                                 "chain expires.",
+                                 G);
+  auto verify_ok = out.add("mailprobe_tls_cert_verify_ok",
+                           "1 if the certificate chain and host name verified, else 0.", G);
+  auto verify_info = out.add("mailprobe_tls_cert_verify_info",
+                             "Outcome of certificate verification as a reason (none when it "
+                             "verified); always 1.",
                              G);
-  auto& advertised = set.add("mailprobe_auth_mechanism_advertised",
-                             "AUTH mechanisms the server advertised in the most recent run, "
-                             "before and after TLS; always 1.",
-                             G);
-  auto& auth_success = set.add("mailprobe_auth_mechanism_success",
-                               "1 if the probe account logged in with this mechanism in the most "
-                               "recent run, else 0.",
-                               G);
-  auto& plaintext_refused = set.add("mailprobe_plaintext_login_refused",
-                                    "1 if login before TLS was refused or not offered, 0 if it "
-                                    "was accepted; present where the probe could tell.",
-                                    G);
+  auto accept_all = out.add("mailprobe_tls_accept_all_ok",
+                            "1 if a client that accepts all certificates would have completed "
+                            "the handshake, else 0.",
+                            G);
+  auto advertised = out.add("mailprobe_auth_mechanism_advertised",
+                            "AUTH mechanisms the server advertised in the most recent run, "
+                            "before and after TLS; always 1.",
+                            G);
+  auto auth_success = out.add("mailprobe_auth_mechanism_success",
+                              "1 if the probe account logged in with this mechanism in the most "
+                              "recent run, else 0.",
+                              G);
+  auto plaintext_refused = out.add("mailprobe_plaintext_login_refused",
+                                   "1 if login before TLS was refused or not offered, 0 if it "
+                                   "was accepted; present where the probe could tell.",
+                                   G);
 
+  ClientMetric::Histogram h;  // reused: its buckets are allocated once
   for (const EndpointState& e : s.endpoints) {
-    const Labels base = endpointLabels(e);
+    const std::string port = std::to_string(e.port);
+    const Labels base{{"host", e.host},
+                      {"port", port},
+                      {"service", toString(e.service)},
+                      {"security", toString(e.security)}};
 
-    gauge(interval, base, e.interval_seconds);
-    counter(runs, base, static_cast<double>(e.runs_total));
-    reasonCounters(failures, base, e.failures_total);
+    out.sample(interval, base, e.interval_seconds);
+    out.sample(runs, base, static_cast<double>(e.runs_total));
+    reasonCounters(out, failures, base, e.failures_total);
 
     // The snapshot holds cumulative counts already; keep them monotonic and within the count
     // so that the exposition stays a valid histogram even if a writer slips.
-    ClientMetric h;
-    h.label = base;
-    h.histogram.sample_count = e.runs_total;
-    h.histogram.sample_sum = e.duration_sum;
+    h.sample_count = e.runs_total;
+    h.sample_sum = e.duration_sum;
+    h.bucket.clear();
     uint64_t running = 0;
     for (size_t i = 0; i < kDurationBuckets.size(); ++i) {
       running = std::min<uint64_t>(std::max(running, e.duration_buckets[i]), e.runs_total);
-      h.histogram.bucket.push_back({running, kDurationBuckets[i]});
+      h.bucket.push_back({running, kDurationBuckets[i]});
     }
-    h.histogram.bucket.push_back({e.runs_total, std::numeric_limits<double>::infinity()});
-    duration.metric.push_back(std::move(h));
+    h.bucket.push_back({e.runs_total, std::numeric_limits<double>::infinity()});
+    out.histogram(duration, base, h);
 
-    gauge(last_run, base, static_cast<double>(e.last_run_timestamp));
-    gauge(last_success, base, static_cast<double>(e.last_success_timestamp));
+    out.sample(last_run, base, static_cast<double>(e.last_run_timestamp));
+    out.sample(last_success, base, static_cast<double>(e.last_success_timestamp));
 
     for (const FamilyView& v : byFamily(e)) {
-      const Labels fam = plus(base, {{"family", v.family}});
-      gauge(up, fam, v.up() ? 1 : 0);
+      const Labels fam = base.plus({{"family", v.family}});
+      out.sample(up, fam, v.up() ? 1 : 0);
       if (const ProbeResult* bad = v.firstFailure()) {
-        gauge(failure_info,
-              plus(fam, {{"reason", toString(bad->reason)}, {"phase", toString(bad->phase)}}), 1);
+        out.sample(failure_info,
+                   fam.plus({{"reason", toString(bad->reason)}, {"phase", toString(bad->phase)}}),
+                   1);
       }
 
       std::map<Phase, double> phases;
@@ -457,7 +691,7 @@ std::vector<MetricFamily> buildMetrics(const Snapshot& s) {
         }
       }
       for (const auto& [phase, seconds] : phases) {
-        gauge(phase_duration, plus(fam, {{"phase", toString(phase)}}), seconds);
+        out.sample(phase_duration, fam.plus({{"phase", toString(phase)}}), seconds);
       }
 
       // TLS: from every address whose handshake completed, whatever the verification said.
@@ -491,17 +725,17 @@ std::vector<MetricFamily> buildMetrics(const Snapshot& s) {
       }
       if (any_tls) {
         for (const auto& [version, cipher] : negotiated) {
-          gauge(tls_info, plus(fam, {{"version", version}, {"cipher", cipher}}), 1);
+          out.sample(tls_info, fam.plus({{"version", version}, {"cipher", cipher}}), 1);
         }
         if (leaf != 0) {
-          gauge(cert_not_after, fam, static_cast<double>(leaf));
+          out.sample(cert_not_after, fam, static_cast<double>(leaf));
         }
         if (chain != 0) {
-          gauge(chain_not_after, fam, static_cast<double>(chain));
+          out.sample(chain_not_after, fam, static_cast<double>(chain));
         }
-        gauge(verify_ok, fam, verified ? 1 : 0);
-        gauge(verify_info, plus(fam, {{"reason", toString(verify_reason)}}), 1);
-        gauge(accept_all, fam, accept_all_ok ? 1 : 0);
+        out.sample(verify_ok, fam, verified ? 1 : 0);
+        out.sample(verify_info, fam.plus({{"reason", toString(verify_reason)}}), 1);
+        out.sample(accept_all, fam, accept_all_ok ? 1 : 0);
       }
 
       // AUTH: advertised names come from the server, so only the bounded set becomes a label.
@@ -534,19 +768,26 @@ std::vector<MetricFamily> buildMetrics(const Snapshot& s) {
         }
       }
       for (const auto& [mechanism, stage] : offered) {
-        gauge(advertised, plus(fam, {{"mechanism", mechanism}, {"stage", stage}}), 1);
+        out.sample(advertised, fam.plus({{"mechanism", mechanism}, {"stage", stage}}), 1);
       }
       for (const auto& [mechanism, ok] : logged_in) {
-        gauge(auth_success, plus(fam, {{"mechanism", mechanism}}), ok ? 1 : 0);
+        out.sample(auth_success, fam.plus({{"mechanism", mechanism}}), ok ? 1 : 0);
       }
       if (refused) {
-        gauge(plaintext_refused, fam, *refused ? 1 : 0);
+        out.sample(plaintext_refused, fam, *refused ? 1 : 0);
       }
     }
   }
-  relayMetrics(set, s);
-  profileMetrics(set, s);
-  return set.take();
+  relayMetrics(out, s);
+  profileMetrics(out, s);
+}
+
+}  // namespace
+
+std::vector<MetricFamily> buildMetrics(const Snapshot& s) {
+  FamilySink out;
+  emitAll(out, s);
+  return out.take();
 }
 
 std::vector<MetricFamily> scrapeMetrics(const Snapshot* s) {
@@ -563,9 +804,46 @@ std::vector<MetricFamily> scrapeMetrics(const Snapshot* s) {
 }
 
 std::string serializeMetrics(const std::vector<MetricFamily>& families) {
-  std::ostringstream out;
-  prometheus::TextSerializer().Serialize(out, families);
-  return out.str();
+  std::string out;
+  TextWriter w(out);
+  for (const MetricFamily& f : families) {
+    w.header(f.name, f.help, f.type);
+    for (const ClientMetric& m : f.metric) {
+      // Views into `m`, which outlives the line.
+      Labels labels;
+      for (const auto& l : m.label) {
+        labels = labels.plus({{l.name, l.value}});
+      }
+      switch (f.type) {
+        case MetricType::Counter:
+          w.line(f.name, "", labels, m.counter.value);
+          break;
+        case MetricType::Histogram:
+          w.histogram(f.name, labels, m.histogram);
+          break;
+        case MetricType::Untyped:
+          w.line(f.name, "", labels, m.untyped.value);
+          break;
+        default:
+          w.line(f.name, "", labels, m.gauge.value);
+          break;
+      }
+    }
+  }
+  return out;
+}
+
+std::string renderMetrics(const Snapshot* s) {
+  std::string out;
+  if (s != nullptr) {
+    TextSink sink;
+    emitAll(sink, *s);
+    sink.takeInto(out);
+  }
+  if (auto p = readProcessStats()) {
+    out += serializeMetrics(buildProcessMetrics(*p));
+  }
+  return out;
 }
 
 void SnapshotCollectable::publish(SnapshotPtr s) {

@@ -10,6 +10,8 @@
 #include <set>
 #include <sstream>
 
+#include <prometheus/text_serializer.h>
+
 #include "daemon/process_stats.h"
 
 namespace mailprobe {
@@ -302,21 +304,6 @@ double gaugeOf(const std::vector<MetricFamily>& families, const std::string& nam
   return found.size() == 1 ? found[0]->gauge.value : NAN;
 }
 
-std::string typeName(MetricType t) {
-  switch (t) {
-    case MetricType::Counter:
-      return "counter";
-    case MetricType::Gauge:
-      return "gauge";
-    case MetricType::Histogram:
-      return "histogram";
-    case MetricType::Summary:
-      return "summary";
-    default:
-      return "untyped";
-  }
-}
-
 // name -> type from the README table between the metrics markers.
 std::map<std::string, std::string> readmeTable() {
   std::ifstream in(std::string(MAILPROBE_SOURCE_DIR) + "/README.md");
@@ -353,7 +340,7 @@ TEST(Metrics, EveryExportedFamilyIsInTheReadmeTableAndBack) {
   for (const auto& f : families) {
     auto it = table.find(f.name);
     ASSERT_NE(it, table.end()) << f.name << " is exported but missing from README.md's table";
-    EXPECT_EQ(it->second, typeName(f.type)) << f.name;
+    EXPECT_EQ(it->second, metricTypeName(f.type)) << f.name;
   }
   // And the table documents nothing that is not exported (the rich snapshot shows every family).
   for (const auto& [name, type] : table) {
@@ -658,6 +645,53 @@ TEST(Metrics, CollectableServesThePublishedSnapshot) {
   EXPECT_NE(findFamily(after, "mailprobe_endpoint_up"), nullptr);
   EXPECT_NE(findFamily(after, "process_cpu_seconds_total"), nullptr);
   EXPECT_EQ(c.current()->taken_at, kNow);
+}
+
+// /metrics writes its text straight from the snapshot (renderMetrics); the families the other
+// tests look into, serialized by prometheus-cpp itself, must give the same bytes.
+TEST(Metrics, DirectTextIsWhatPrometheusCppWritesForTheFamilies) {
+  const Snapshot s = richSnapshot();
+  const auto families = buildMetrics(s);
+  std::ostringstream reference;
+  prometheus::TextSerializer().Serialize(reference, families);
+  ASSERT_GT(reference.str().size(), 1000u);
+  EXPECT_EQ(serializeMetrics(families), reference.str());
+
+  // renderMetrics adds the process_* families, read at its own moment: compare up to them.
+  const std::string rendered = renderMetrics(&s);
+  const size_t process = rendered.find("# HELP process_");
+  ASSERT_NE(process, std::string::npos);
+  EXPECT_EQ(rendered.substr(0, process), reference.str());
+  EXPECT_NE(rendered.find("\nprocess_resident_memory_bytes "), std::string::npos);
+  // Without a snapshot only the process_* series are served.
+  EXPECT_EQ(renderMetrics(nullptr).rfind("# HELP process_", 0), 0u);
+}
+
+TEST(Metrics, TextFormatsValuesAndEscapesLabelsAsPrometheusCpp) {
+  MetricFamily f{"mailprobe_test_values", "Some values.", MetricType::Gauge, {}};
+  for (double v : {0.0, -0.0, 1.0, -3.0, 0.1, 1e-7, 123456789012345.0, 1234567890123456.0, 1e21,
+                   2.5e-3, 1.0 / 3.0, std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+    ClientMetric m;
+    m.label = {{"value", "q\"uote\\back\nline"}};
+    m.gauge.value = v;
+    f.metric.push_back(m);
+  }
+  MetricFamily h{"mailprobe_test_histogram", "Buckets.", MetricType::Histogram, {}};
+  ClientMetric hm;
+  hm.histogram.sample_count = 7;
+  hm.histogram.sample_sum = 0.75;
+  hm.histogram.bucket = {{1, 0.005}, {5, 0.25}};  // no +Inf bucket: the serializer adds it
+  h.metric.push_back(hm);
+  std::ostringstream reference;
+  prometheus::TextSerializer().Serialize(reference, {f, h});
+  EXPECT_EQ(serializeMetrics({f, h}), reference.str());
+
+  // HELP text is escaped as the format says (prometheus-cpp 1.0.1 does not; ours has no such
+  // character anyway).
+  MetricFamily help{"mailprobe_test_help", "A \\ and a\nnewline.", MetricType::Gauge, {{}}};
+  EXPECT_EQ(serializeMetrics({help}),
+            "# HELP mailprobe_test_help A \\\\ and a\\nnewline.\n"
+            "# TYPE mailprobe_test_help gauge\nmailprobe_test_help 0\n");
 }
 
 // The real linter Prometheus ships: any complaint (suffixes, units, duplicate HELP) fails.
