@@ -3,11 +3,14 @@
 // tools) does not count, and prints one line of key=value pairs for run.sh to parse.
 //
 //   probe_bench probe    --target KIND=PORT ... --count N --concurrency C [--warmup W]
-//                        [--ca-file F] [--tls-context per-probe|shared]
+//                        [--ca-file F] [--tls-context per-probe|shared] [--resume yes]
 //       N endpoint probes (EndpointProbe, auth skipped: greeting, capabilities, STARTTLS,
 //       handshake, capabilities, logout/quit) at C in flight on one libuv loop; several targets
-//       are probed in turn. `per-probe` is what the daemon does today (a TlsContext, hence an
-//       SSL_CTX and a CA load, per probe); `shared` gives every probe one context.
+//       are probed in turn. `shared` is what the daemon does (a TlsContextCache: one context
+//       per distinct TLS options, checked against the CA file on every probe); `per-probe` is
+//       what it did before (a TlsContext, hence an SSL_CTX and a CA load, per probe). With
+//       --resume yes, every endpoint has tls_resumption on (resumed=N counts the handshakes
+//       that resumed).
 //   probe_bench greeting --port P --count N [--service imap|smtp]
 //       the plaintext floor: blocking connect, read the first line of the greeting, close.
 //   probe_bench handshake --port P --count N [--resume yes] [--ca-file F]
@@ -42,6 +45,7 @@
 #include "bench/proc_status.h"
 #include "daemon/scheduler.h"
 #include "probes/endpoint_probe.h"
+#include "probes/tls_context_cache.h"
 #include "probes/tls_engine.h"
 
 #include <openssl/err.h>
@@ -54,7 +58,7 @@ namespace {
   std::fprintf(stderr,
                "probe_bench: %s\n"
                "usage: probe_bench probe --target KIND=PORT... --count N --concurrency C "
-               "[--warmup W] [--ca-file F] [--tls-context per-probe|shared]\n"
+               "[--warmup W] [--ca-file F] [--tls-context per-probe|shared] [--resume yes]\n"
                "       probe_bench greeting --port P --count N [--service imap|smtp]\n"
                "       probe_bench handshake --port P --count N [--resume yes] [--ca-file F]\n"
                "       probe_bench schedule --target KIND=PORT... --endpoints E --interval-ms I "
@@ -68,7 +72,7 @@ struct Args {
   std::string mode;
   std::vector<std::string> targets;
   std::string ca_file;
-  std::string tls_context = "per-probe";
+  std::string tls_context = "shared";
   std::string service = "imap";
   size_t count = 100;
   size_t concurrency = 8;
@@ -223,11 +227,13 @@ class Guard {
 struct Tally {
   size_t ok = 0;
   size_t failed = 0;
+  size_t resumed = 0;  // addresses whose handshake resumed a session
   std::map<std::string, size_t> reasons;
 
   void record(const std::vector<ProbeResult>& results) {
     bool good = !results.empty();
     for (const auto& r : results) {
+      resumed += r.tls && r.tls->resumed ? 1 : 0;
       if (!r.success) {
         good = false;
         ++reasons[std::string(toString(r.reason)) + "@" + std::string(toString(r.phase))];
@@ -248,9 +254,9 @@ struct Tally {
 // N probes, C in flight, the targets in turn.
 class ProbeBatch {
  public:
-  ProbeBatch(uv_loop_t* loop, const std::vector<EndpointSpec>& specs,
-             std::vector<std::shared_ptr<TlsContext>> contexts, size_t concurrency)
-      : loop_(loop), specs_(specs), contexts_(std::move(contexts)), concurrency_(concurrency) {}
+  ProbeBatch(uv_loop_t* loop, const std::vector<EndpointSpec>& specs, TlsContextCache* contexts,
+             size_t concurrency)
+      : loop_(loop), specs_(specs), contexts_(contexts), concurrency_(concurrency) {}
 
   // Runs `count` probes to completion; false if the guard expired first.
   bool run(size_t count, double max_seconds) {
@@ -283,7 +289,7 @@ class ProbeBatch {
       size_t i = started_++;
       size_t t = i % specs_.size();
       uint64_t id = next_id_++;
-      live_[id] = EndpointProbe::start(loop_, specs_[t], Credentials{}, contexts_[t],
+      live_[id] = EndpointProbe::start(loop_, specs_[t], Credentials{}, contexts_,
                                        [this, id](std::vector<ProbeResult> results) {
                                          live_.erase(id);
                                          ++finished_;
@@ -298,7 +304,7 @@ class ProbeBatch {
 
   uv_loop_t* loop_;
   const std::vector<EndpointSpec>& specs_;
-  std::vector<std::shared_ptr<TlsContext>> contexts_;
+  TlsContextCache* contexts_;
   size_t concurrency_;
   size_t total_ = 0;
   size_t started_ = 0;
@@ -314,23 +320,14 @@ int probeMode(const Args& a) {
   }
   long rss_idle = statusKib("VmRSS");
   std::vector<EndpointSpec> specs;
-  std::vector<std::shared_ptr<TlsContext>> contexts;
   for (const auto& t : a.targets) {
     specs.push_back(specFor(t, a.ca_file));
-    std::shared_ptr<TlsContext> ctx;
-    if (a.tls_context == "shared") {
-      std::string error;
-      ctx = TlsContext::create(specs.back().tls, &error);
-      if (!ctx) {
-        std::fprintf(stderr, "probe_bench: %s\n", error.c_str());
-        return 1;
-      }
-    }
-    contexts.push_back(ctx);
+    specs.back().tls.resumption = a.resume;
   }
+  TlsContextCache cache;
   uv_loop_t loop;
   uv_loop_init(&loop);
-  ProbeBatch batch(&loop, specs, contexts, a.concurrency);
+  ProbeBatch batch(&loop, specs, a.tls_context == "shared" ? &cache : nullptr, a.concurrency);
   bool completed = batch.run(a.warmup, a.max_seconds);
   size_t warm_failed = batch.tally.failed;
   batch.tally = Tally{};
@@ -352,12 +349,13 @@ int probeMode(const Args& a) {
     kinds.append(t, 0, t.find('='));
   }
   std::printf(
-      "mode=probe kind=%s tls_context=%s concurrency=%zu probes=%zu ok=%zu failed=%zu "
-      "warmup_failed=%zu cpu_s=%.4f cpu_ms_per_probe=%.4f probes_per_cpu_s=%.1f wall_s=%.3f "
+      "mode=probe kind=%s tls_context=%s resume=%d concurrency=%zu probes=%zu ok=%zu "
+      "failed=%zu resumed=%zu warmup_failed=%zu cpu_s=%.4f cpu_ms_per_probe=%.4f "
+      "probes_per_cpu_s=%.1f wall_s=%.3f "
       "probes_per_wall_s=%.1f rss_idle_kib=%ld rss_kib=%ld hwm_kib=%ld completed=%d "
       "loop_closed=%d reasons=%s\n",
-      kinds.c_str(), a.tls_context.c_str(), a.concurrency, done, t.ok, t.failed, warm_failed, cpu,
-      done ? 1000.0 * cpu / static_cast<double>(done) : 0,
+      kinds.c_str(), a.tls_context.c_str(), a.resume ? 1 : 0, a.concurrency, done, t.ok, t.failed,
+      t.resumed, warm_failed, cpu, done ? 1000.0 * cpu / static_cast<double>(done) : 0,
       cpu > 0 ? static_cast<double>(done) / cpu : 0, wall,
       wall > 0 ? static_cast<double>(done) / wall : 0, rss_idle, statusKib("VmRSS"),
       statusKib("VmHWM"), completed ? 1 : 0, closed == 0 ? 1 : 0, t.reasonsText().c_str());
@@ -532,10 +530,11 @@ int scheduleMode(const Args& a) {
   Tally tally;
   Scheduler::Options options;
   options.max_in_flight = a.cap;
+  TlsContextCache contexts;  // as the daemon's
   Scheduler scheduler(
       &loop, options,
       [&](const std::string&, auto results) { tally.record(endpointResults(results)); },
-      [&](const std::string&, double drift) { drifts.push_back(drift); });
+      [&](const std::string&, double drift) { drifts.push_back(drift); }, &contexts);
   std::vector<ScheduledEndpoint> endpoints;
   for (size_t i = 0; i < a.endpoints; ++i) {
     const std::string& target = a.targets[i % a.targets.size()];

@@ -132,7 +132,7 @@ const std::vector<std::string_view> kLayerKeys{
     "phase_timeout",   "resolve_timeout", "ca_file",
     "ehlo_name",       "family",          "login_despite_invalid_cert",
     "tls_min_version", "tls_max_version", "source_address",
-    "examine_inbox"};
+    "examine_inbox",   "tls_resumption"};
 const std::vector<std::string_view> kDaemonKeys{"listen", "log_level"};
 const std::vector<std::string_view> kAccountKeys{"user", "password_file", "password_env",
                                                  "password_credential", "password"};
@@ -587,7 +587,7 @@ struct Layer {
   Setting<milliseconds> interval, timeout, connect_timeout, phase_timeout, resolve_timeout;
   Setting<std::string> ca_file, ehlo_name, source_address;
   Setting<AddressFamily> family;
-  Setting<bool> login_despite_invalid_cert, examine_inbox;
+  Setting<bool> login_despite_invalid_cert, examine_inbox, tls_resumption;
   Setting<int> tls_min_version, tls_max_version;
 };
 
@@ -1005,6 +1005,8 @@ bool Loader::readLayerKey(std::string_view key, const toml::node& n, Layer& l) {
     set(l.login_despite_invalid_cert, readBool(key, n), n);
   } else if (key == "examine_inbox") {
     set(l.examine_inbox, readBool(key, n), n);
+  } else if (key == "tls_resumption") {
+    set(l.tls_resumption, readBool(key, n), n);
   } else if (key == "tls_min_version") {
     set(l.tls_min_version, readEnum(key, n, kTlsVersions), n);
   } else if (key == "tls_max_version") {
@@ -1733,6 +1735,8 @@ std::optional<EndpointConfig> Loader::makeEndpoint(const HostDraft& host, const 
       pick(x.login_despite_invalid_cert, h.login_despite_invalid_cert,
            defaults.login_despite_invalid_cert)
           .value.value_or(spec.tls.login_despite_invalid_cert);
+  spec.tls.resumption = pick(x.tls_resumption, h.tls_resumption, defaults.tls_resumption)
+                            .value.value_or(spec.tls.resumption);
   spec.examine_inbox = false;
   if (spec.service == Service::Imap) {
     spec.examine_inbox =

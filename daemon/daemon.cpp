@@ -13,6 +13,7 @@
 #include "daemon/scheduler.h"
 #include "daemon/snapshot.h"
 #include "daemon/systemd_notify.h"
+#include "probes/tls_context_cache.h"
 
 namespace mailprobe {
 namespace {
@@ -91,7 +92,7 @@ class Daemon {
             onResult(key, std::move(results.endpoints));
           }
         },
-        [this](const std::string& key, double) { onStart(key); });
+        [this](const std::string& key, double) { onStart(key); }, &tls_contexts_);
     applyConfig();
     publish();
 
@@ -365,6 +366,9 @@ class Daemon {
       for (const auto& w : config_.warnings) {
         log::warning("config: " + w);
       }
+      // Contexts are built again from the new config (a CA file may have been replaced);
+      // probes in flight finish with the one they hold.
+      tls_contexts_.clear();
       applyConfig();
       stats_.config_last_reload_successful = true;
       stats_.config_last_reload_success_timestamp = unixNow();
@@ -459,6 +463,9 @@ class Daemon {
   uv_loop_t loop_;
   Config config_;
   DaemonStats stats_;
+  // One TLS context per distinct TLS options, shared by every probe, scan and relay check
+  // (all on loop_); declared before the scheduler, which uses it until it is destroyed.
+  TlsContextCache tls_contexts_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<HttpServer> http_;
   std::vector<EndpointState> states_;

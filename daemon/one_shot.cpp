@@ -7,6 +7,7 @@
 
 #include "probes/endpoint_probe.h"
 #include "probes/relay_probe.h"
+#include "probes/tls_context_cache.h"
 
 namespace mailprobe {
 
@@ -14,6 +15,7 @@ OneShotResults runAllOnce(const std::vector<ProbeJob>& jobs, const std::vector<R
                           const std::vector<EndpointSpec>& scans, size_t parallel) {
   uv_loop_t loop;
   uv_loop_init(&loop);
+  TlsContextCache contexts;  // one TLS context per distinct set of TLS options
   std::vector<std::vector<ProbeResult>> per_job(jobs.size());
   std::vector<std::vector<RelayCell>> per_relay(relay.size());
   std::vector<std::vector<TlsVersionResult>> per_scan(scans.size());
@@ -32,12 +34,12 @@ OneShotResults runAllOnce(const std::vector<ProbeJob>& jobs, const std::vector<R
               --running;
               launch();
             },
-            ScanPace::AllVersionsAtOnce);
+            ScanPace::AllVersionsAtOnce, &contexts);
         continue;
       }
       index -= scans.size();
       if (index < jobs.size()) {
-        EndpointProbe::start(&loop, jobs[index].spec, jobs[index].credentials, nullptr,
+        EndpointProbe::start(&loop, jobs[index].spec, jobs[index].credentials, &contexts,
                              [&, index](std::vector<ProbeResult> results) {
                                per_job[index] = std::move(results);
                                --running;
@@ -46,7 +48,7 @@ OneShotResults runAllOnce(const std::vector<ProbeJob>& jobs, const std::vector<R
         continue;
       }
       size_t r = index - jobs.size();
-      RelayProbe::start(&loop, relay[r].spec, relay[r].credentials, nullptr,
+      RelayProbe::start(&loop, relay[r].spec, relay[r].credentials, &contexts,
                         [&, r](std::vector<RelayCell> cells) {
                           per_relay[r] = std::move(cells);
                           --running;

@@ -105,6 +105,7 @@ nlohmann::json toJson(const ProbeResult& r, int64_t now) {
         {"subject", t.subject},
         {"issuer", t.issuer},
         {"accept_all_ok", t.accept_all_ok},
+        {"resumed", t.resumed},
     };
   } else {
     e["tls"] = nullptr;

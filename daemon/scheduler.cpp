@@ -8,24 +8,27 @@
 
 namespace mailprobe {
 
-Scheduler::Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start)
+Scheduler::Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start,
+                     TlsContextCache* tls_contexts)
     : Scheduler(
           loop, options, std::move(on_result), std::move(on_start),
-          [loop](const ScheduledEndpoint& e, RunDone done) -> void* {
+          [loop, tls_contexts](const ScheduledEndpoint& e, RunDone done) -> void* {
             RunningProbe* probe = nullptr;
             if (e.tls_scan) {
               probe = TlsVersionScan::start(
-                  loop, e.spec, [done = std::move(done)](std::vector<TlsVersionResult> scans) {
+                  loop, e.spec,
+                  [done = std::move(done)](std::vector<TlsVersionResult> scans) {
                     done({{}, {}, std::move(scans)});
-                  });
+                  },
+                  ScanPace::OneVersionAtATime, tls_contexts);
             } else if (e.relay) {
-              probe = RelayProbe::start(loop, *e.relay, e.credentials, nullptr,
+              probe = RelayProbe::start(loop, *e.relay, e.credentials, tls_contexts,
                                         [done = std::move(done)](std::vector<RelayCell> cells) {
                                           done({{}, std::move(cells)});
                                         });
             } else {
               probe =
-                  EndpointProbe::start(loop, e.spec, e.credentials, nullptr,
+                  EndpointProbe::start(loop, e.spec, e.credentials, tls_contexts,
                                        [done = std::move(done)](std::vector<ProbeResult> results) {
                                          done({std::move(results), {}});
                                        });

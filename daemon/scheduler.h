@@ -31,6 +31,8 @@
 
 namespace mailprobe {
 
+class TlsContextCache;
+
 // One scheduled job: an endpoint probe, or the relay check of an endpoint when `relay` is set.
 struct ScheduledEndpoint {
   std::string key;  // identity across reloads: "host|service|port|security"
@@ -68,7 +70,10 @@ class Scheduler {
   using StartProbe = std::function<void*(const ScheduledEndpoint& endpoint, RunDone done)>;
   using CancelProbe = std::function<void(void* probe)>;
 
-  Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start = nullptr);
+  // Real probes (EndpointProbe, RelayProbe, TlsVersionScan), their TLS contexts from
+  // `tls_contexts` (null: one per probe). The cache must outlive the scheduler.
+  Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start = nullptr,
+            TlsContextCache* tls_contexts = nullptr);
   // For tests: probes come from `start`/`cancel` instead of EndpointProbe and RelayProbe.
   Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start,
             StartProbe start, CancelProbe cancel);

@@ -113,6 +113,9 @@ std::string certificateText(const TlsFacts& t, int64_t now, std::string* css_cla
   } else {
     out = "expiry unknown";
   }
+  if (t.resumed) {
+    out += ", resumed session (certificate as of its full handshake)";
+  }
   if (t.verify == FailureReason::None) {
     out += ", verified";
   } else {

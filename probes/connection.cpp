@@ -1,5 +1,6 @@
 #include "probes/connection.h"
 
+#include "probes/address_lookup.h"
 #include "probes/imap_session.h"
 #include "probes/smtp_session.h"
 #include "probes/tls_engine.h"
@@ -63,6 +64,14 @@ Connection::Connection(uv_loop_t* loop, ConnectionPlan plan, std::shared_ptr<Tls
 Connection::~Connection() = default;
 
 void Connection::begin(const sockaddr_storage& address) {
+  if (spec_->tls.resumption) {
+    // One session per endpoint and address: a session only goes back to the server it came
+    // from, and every address of a pool keeps its own.
+    session_key_ = spec_->host + "|" + std::to_string(spec_->port) + "|" +
+                   std::string(toString(spec_->service)) + "|" +
+                   std::string(toString(spec_->security)) + "|" + spec_->source_address + "|" +
+                   addressText(address);
+  }
   enterPhase(Phase::Connect);
   const std::string& source = spec_->source_address;
   if (!source.empty()) {
@@ -200,7 +209,7 @@ void Connection::onTlsBytes(std::string_view bytes) {
 
 void Connection::beginTls() {
   enterPhase(Phase::TlsHandshake);
-  tls_ = std::make_unique<TlsEngine>(tls_context_, spec_->host);
+  tls_ = std::make_unique<TlsEngine>(tls_context_, spec_->host, session_key_);
   TlsEngine::Status st = tls_->handshake();
   flushTls();
   if (st == TlsEngine::Status::Failed) {
@@ -301,6 +310,16 @@ void Connection::abort(FailureReason reason, std::string detail) {
 }
 
 void Connection::done() {
+  if (!session_key_.empty() && tls_ && state_ == State::Open) {
+    // The conversation ended well: say so (close_notify), or OpenSSL will not resume the
+    // session. Best effort, without a request: the server may already be gone.
+    tls_->shutdown();
+    std::string alert = tls_->takeCiphertext();
+    uv_buf_t buf = uv_buf_init(alert.data(), static_cast<unsigned>(alert.size()));
+    if (!alert.empty()) {
+      uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);
+    }
+  }
   close();
 }
 

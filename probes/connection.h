@@ -70,6 +70,7 @@ class Connection final : public SessionHost {
   State state_ = State::Connecting;
   std::shared_ptr<TlsContext> tls_context_;
   std::unique_ptr<TlsEngine> tls_;
+  std::string session_key_;  // TlsOptions::resumption: the endpoint and this address; else ""
   bool implicit_tls_;
   size_t tls_bytes_seen_ = 0;  // server bytes since the switch to TLS
   std::unique_ptr<ProtocolSession> session_;

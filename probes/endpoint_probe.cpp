@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <ctime>
 
+#include "probes/tls_context_cache.h"
 #include "probes/tls_engine.h"
 
 namespace mailprobe {
@@ -39,19 +40,19 @@ struct EndpointProbe::AddressRun {
 };
 
 EndpointProbe* EndpointProbe::start(uv_loop_t* loop, EndpointSpec spec, Credentials credentials,
-                                    std::shared_ptr<TlsContext> tls, Done done) {
-  auto* p = new EndpointProbe(loop, std::move(spec), std::move(credentials), std::move(tls),
-                              std::move(done));
+                                    TlsContextCache* contexts, Done done) {
+  auto* p =
+      new EndpointProbe(loop, std::move(spec), std::move(credentials), contexts, std::move(done));
   p->resolve();
   return p;
 }
 
 EndpointProbe::EndpointProbe(uv_loop_t* loop, EndpointSpec spec, Credentials credentials,
-                             std::shared_ptr<TlsContext> tls, Done done)
+                             TlsContextCache* contexts, Done done)
     : loop_(loop),
       spec_(std::move(spec)),
       credentials_(std::move(credentials)),
-      tls_(std::move(tls)),
+      contexts_(contexts),
       done_(std::move(done)) {
   uv_timer_init(loop_, &anchor_);
   anchor_.data = this;
@@ -63,9 +64,9 @@ EndpointProbe::EndpointProbe(uv_loop_t* loop, EndpointSpec spec, Credentials cre
 EndpointProbe::~EndpointProbe() = default;
 
 void EndpointProbe::resolve() {
-  if (!tls_ && spec_.security != Security::None) {
+  if (spec_.security != Security::None) {
     std::string error;
-    tls_ = TlsContext::create(spec_.tls, &error);
+    tls_ = tlsContextFor(contexts_, spec_.tls, &error);
     if (!tls_) {
       failAll(FailureReason::TlsHandshakeFailed, Phase::TlsHandshake, error);
       return;

@@ -27,22 +27,24 @@
 namespace mailprobe {
 
 class TlsContext;
+class TlsContextCache;
 
 class EndpointProbe final : public RunningProbe {
  public:
   using Done = std::function<void(std::vector<ProbeResult>)>;
 
-  // `tls` may be null: a context is made from spec.tls (a failure to load the CA file is then
-  // reported as the result's detail with reason tls_handshake_failed).
+  // The TLS context for spec.tls comes from `contexts` (shared with every probe with the same
+  // options); null: one is built for this probe alone. A failure to load the CA file is
+  // reported as the result's detail with reason tls_handshake_failed.
   static EndpointProbe* start(uv_loop_t* loop, EndpointSpec spec, Credentials credentials,
-                              std::shared_ptr<TlsContext> tls, Done done);
+                              TlsContextCache* contexts, Done done);
   void cancel() override;
 
  private:
   struct AddressRun;
 
   EndpointProbe(uv_loop_t* loop, EndpointSpec spec, Credentials credentials,
-                std::shared_ptr<TlsContext> tls, Done done);
+                TlsContextCache* contexts, Done done);
   ~EndpointProbe();
   void resolve();
   void startAddresses(std::vector<sockaddr_storage> addresses);
@@ -57,6 +59,7 @@ class EndpointProbe final : public RunningProbe {
   uv_loop_t* loop_;
   EndpointSpec spec_;
   Credentials credentials_;
+  TlsContextCache* contexts_;
   std::shared_ptr<TlsContext> tls_;
   Done done_;
   // Closed last with the deadlines: completion always comes from a close callback, even when

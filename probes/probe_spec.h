@@ -35,6 +35,11 @@ struct TlsOptions {
   // "accept all certificates", so this shows whether those phones work; set it to false to
   // keep the password away from a server whose certificate does not verify.
   bool login_despite_invalid_cert = true;
+  // Offer the session of this endpoint's previous connection to the same address (TLS session
+  // resumption), as mail clients do. Off by default: a monitoring probe should see the full
+  // handshake (the certificate chain as served now, its verification, the server's key), and a
+  // resumed handshake shows none of that. See TlsContext for how stale its facts may be.
+  bool resumption = false;
 };
 
 struct Timeouts {

@@ -3,6 +3,7 @@
 #include <ctime>
 
 #include "probes/endpoint_probe.h"
+#include "probes/tls_context_cache.h"
 #include "probes/tls_engine.h"
 
 namespace mailprobe {
@@ -15,19 +16,19 @@ bool isIpv6Literal(const std::string& address) {
 }  // namespace
 
 RelayProbe* RelayProbe::start(uv_loop_t* loop, RelaySpec spec, Credentials credentials,
-                              std::shared_ptr<TlsContext> tls, Done done) {
-  auto* p = new RelayProbe(loop, std::move(spec), std::move(credentials), std::move(tls),
-                           std::move(done));
+                              TlsContextCache* contexts, Done done) {
+  auto* p =
+      new RelayProbe(loop, std::move(spec), std::move(credentials), contexts, std::move(done));
   p->begin();
   return p;
 }
 
 RelayProbe::RelayProbe(uv_loop_t* loop, RelaySpec spec, Credentials credentials,
-                       std::shared_ptr<TlsContext> tls, Done done)
+                       TlsContextCache* contexts, Done done)
     : loop_(loop),
       spec_(std::move(spec)),
       credentials_(std::move(credentials)),
-      tls_(std::move(tls)),
+      contexts_(contexts),
       done_(std::move(done)) {
   uv_timer_init(loop_, &deadline_);
   deadline_.data = this;
@@ -40,9 +41,9 @@ RelayProbe::RelayProbe(uv_loop_t* loop, RelaySpec spec, Credentials credentials,
 }
 
 void RelayProbe::begin() {
-  if (!tls_ && spec_.endpoint.security != Security::None) {
+  if (spec_.endpoint.security != Security::None) {
     std::string error;
-    tls_ = TlsContext::create(spec_.endpoint.tls, &error);
+    tls_ = tlsContextFor(contexts_, spec_.endpoint.tls, &error);
     if (!tls_) {
       for (size_t v = 0; v < spec_.vantages.size(); ++v) {
         for (RelayAuth auth : relayAuthStates(spec_)) {

@@ -29,14 +29,15 @@
 namespace mailprobe {
 
 class TlsContext;
+class TlsContextCache;
 
 class RelayProbe final : public RunningProbe {
  public:
   using Done = std::function<void(std::vector<RelayCell>)>;
 
-  // `tls` may be null: a context is made from spec.endpoint.tls.
+  // The TLS context for spec.endpoint.tls comes from `contexts`; null: one of its own.
   static RelayProbe* start(uv_loop_t* loop, RelaySpec spec, Credentials credentials,
-                           std::shared_ptr<TlsContext> tls, Done done);
+                           TlsContextCache* contexts, Done done);
   void cancel() override;
 
  private:
@@ -47,8 +48,8 @@ class RelayProbe final : public RunningProbe {
     RelayAuth auth = RelayAuth::None;
   };
 
-  RelayProbe(uv_loop_t* loop, RelaySpec spec, Credentials credentials,
-             std::shared_ptr<TlsContext> tls, Done done);
+  RelayProbe(uv_loop_t* loop, RelaySpec spec, Credentials credentials, TlsContextCache* contexts,
+             Done done);
   ~RelayProbe() = default;
   void begin();
   void onAddresses(AddressLookup::Result result);
@@ -61,6 +62,7 @@ class RelayProbe final : public RunningProbe {
   uv_loop_t* loop_;
   RelaySpec spec_;
   Credentials credentials_;
+  TlsContextCache* contexts_;
   std::shared_ptr<TlsContext> tls_;
   Done done_;
   // spec_.endpoint with each vantage's source address; connection plans point into it.

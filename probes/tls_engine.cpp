@@ -204,13 +204,56 @@ std::shared_ptr<TlsContext> TlsContext::create(const TlsOptions& options, std::s
 }
 
 TlsContext::~TlsContext() {
+  for (auto& [key, kept] : sessions_) {
+    SSL_SESSION_free(kept.session);
+  }
   SSL_CTX_free(ctx_);
+}
+
+SSL_SESSION* TlsContext::session(const std::string& key, int64_t now) {
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  auto it = sessions_.find(key);
+  if (it == sessions_.end()) {
+    return nullptr;
+  }
+  if (now - it->second.full_handshake_at >= kMaxResumedFactsAge.count()) {
+    SSL_SESSION_free(it->second.session);
+    sessions_.erase(it);
+    return nullptr;
+  }
+  SSL_SESSION_up_ref(it->second.session);
+  return it->second.session;
+}
+
+void TlsContext::keepSession(const std::string& key, SSL_SESSION* session, bool resumed,
+                             int64_t now) {
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  auto it = sessions_.find(key);
+  int64_t full_at = now;
+  if (it != sessions_.end()) {
+    if (resumed) {
+      full_at = it->second.full_handshake_at;  // the facts are as old as that handshake
+    }
+    SSL_SESSION_free(it->second.session);
+    sessions_.erase(it);
+  }
+  if (session == nullptr || SSL_SESSION_is_resumable(session) != 1) {
+    return;
+  }
+  SSL_SESSION_up_ref(session);
+  sessions_[key] = KeptSession{session, full_at};
+}
+
+size_t TlsContext::sessionCount() const {
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  return sessions_.size();
 }
 
 // --- TlsEngine --------------------------------------------------------------------------------
 
-TlsEngine::TlsEngine(std::shared_ptr<TlsContext> ctx, const std::string& server_name)
-    : ctx_(std::move(ctx)) {
+TlsEngine::TlsEngine(std::shared_ptr<TlsContext> ctx, const std::string& server_name,
+                     std::string session_key)
+    : ctx_(std::move(ctx)), session_key_(std::move(session_key)) {
   ERR_clear_error();
   if (ctx_ == nullptr || (ssl_ = SSL_new(ctx_->get())) == nullptr) {
     failSetup("cannot create a TLS connection");
@@ -230,6 +273,12 @@ TlsEngine::TlsEngine(std::shared_ptr<TlsContext> ctx, const std::string& server_
   SSL_set_connect_state(ssl_);
   SSL_set_app_data(ssl_, this);
   SSL_set_verify(ssl_, SSL_VERIFY_PEER, &TlsEngine::verifyCallback);
+  if (!session_key_.empty()) {
+    if (SSL_SESSION* kept = ctx_->session(session_key_, static_cast<int64_t>(::time(nullptr)))) {
+      SSL_set_session(ssl_, kept);  // OpenSSL offers it only if it still fits these settings
+      SSL_SESSION_free(kept);
+    }
+  }
 
   std::string name = server_name;
   if (name.size() > 1 && name.back() == '.') {
@@ -248,7 +297,23 @@ TlsEngine::TlsEngine(std::shared_ptr<TlsContext> ctx, const std::string& server_
 }
 
 TlsEngine::~TlsEngine() {
+  if (!session_key_.empty() && ssl_ != nullptr) {
+    keepSession();
+  }
   SSL_free(ssl_);
+}
+
+void TlsEngine::keepSession() {
+  // At the end of the connection, so that TLS 1.3 tickets (sent after the handshake) are in.
+  // Only a verified session is kept: a certificate being fixed must show at the next probe. A
+  // connection that ends without close_notify leaves a session OpenSSL will not resume.
+  SSL_SESSION* session = nullptr;
+  if (state_ != State::Failed && facts_ && facts_->verify == FailureReason::None) {
+    session = SSL_get1_session(ssl_);
+  }
+  ctx_->keepSession(session_key_, session, facts_ && facts_->resumed,
+                    static_cast<int64_t>(::time(nullptr)));
+  SSL_SESSION_free(session);
 }
 
 void TlsEngine::failSetup(const std::string& what) {
@@ -415,6 +480,7 @@ void TlsEngine::shutdown() {
 
 TlsFacts TlsEngine::collectFacts() const {
   TlsFacts f;
+  f.resumed = SSL_session_reused(ssl_) == 1;
   f.version = SSL_get_version(ssl_);
   const char* cipher = SSL_get_cipher_name(ssl_);
   f.cipher = cipher != nullptr ? cipher : "";

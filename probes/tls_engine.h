@@ -13,7 +13,10 @@
 
 #include <openssl/ssl.h>
 
+#include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -23,9 +26,19 @@
 
 namespace mailprobe {
 
+// A resumed handshake shows the certificate facts of the full handshake it descends from. A
+// session is offered only while that full handshake is younger than this, so that the chain,
+// its dates and its verification are never older than this in any result.
+inline constexpr std::chrono::seconds kMaxResumedFactsAge{3600};
+
 // Shared client SSL_CTX for one TlsOptions (CA file or system store, min/max version).
 // Legacy profiles (a min or max version of TLS 1.1 or lower) get security level 0, so that a
 // TLS 1.0 client can be emulated at all; everything else keeps OpenSSL's defaults.
+//
+// It also keeps the sessions of connections that asked for resumption, one per session key
+// (TlsEngine: the endpoint and the address), so a session is only ever offered to the server it
+// came from, with the trust settings it was verified with; they go with the context (a reload
+// or a changed CA file starts over with full handshakes). OpenSSL's own client cache stays off.
 class TlsContext {
  public:
   // nullptr and *error set (e.g. "cannot load CA file /x: ...") on failure.
@@ -36,9 +49,24 @@ class TlsContext {
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
 
+  // The session kept under `key` (a new reference: SSL_SESSION_free it), or null when there is
+  // none, or when the full handshake it descends from is older than kMaxResumedFactsAge.
+  SSL_SESSION* session(const std::string& key, int64_t now);
+  // Keeps `session` (takes a reference) under `key`, resumed or not; a session that could not
+  // be resumed, or that descends from a failed certificate verification, drops the key
+  // instead (a certificate being fixed must show at the next probe).
+  void keepSession(const std::string& key, SSL_SESSION* session, bool resumed, int64_t now);
+  size_t sessionCount() const;
+
  private:
+  struct KeptSession {
+    SSL_SESSION* session = nullptr;
+    int64_t full_handshake_at = 0;  // unix seconds
+  };
   explicit TlsContext(SSL_CTX* ctx) : ctx_(ctx) {}
   SSL_CTX* ctx_;
+  mutable std::mutex sessions_mu_;  // contexts may be shared beyond one loop (TlsContextCache)
+  std::map<std::string, KeptSession> sessions_;
 };
 
 // One TLS client connection over memory BIOs. No sockets: the caller moves ciphertext.
@@ -50,7 +78,10 @@ class TlsEngine {
 
   // SNI and SSL_set1_host from the configured name (one trailing dot dropped). An IP literal
   // gets no SNI (RFC 6066) and is verified against the certificate's IP addresses instead.
-  TlsEngine(std::shared_ptr<TlsContext> ctx, const std::string& server_name);
+  // With a `session_key`, the session the context keeps under it is offered, and the one this
+  // connection ends with is kept there for the next (TlsOptions::resumption).
+  TlsEngine(std::shared_ptr<TlsContext> ctx, const std::string& server_name,
+            std::string session_key = {});
   ~TlsEngine();
   TlsEngine(const TlsEngine&) = delete;
   TlsEngine& operator=(const TlsEngine&) = delete;
@@ -90,12 +121,14 @@ class TlsEngine {
   Status fail(FailureReason reason, std::string detail);
   void failSetup(const std::string& what);
   void drainWriteBio();
+  void keepSession();
   TlsFacts collectFacts() const;
 
   std::shared_ptr<TlsContext> ctx_;
-  SSL* ssl_ = nullptr;   // owns rbio_ and wbio_
-  BIO* rbio_ = nullptr;  // not owned
-  BIO* wbio_ = nullptr;  // not owned
+  std::string session_key_;  // "" unless resuming
+  SSL* ssl_ = nullptr;       // owns rbio_ and wbio_
+  BIO* rbio_ = nullptr;      // not owned
+  BIO* wbio_ = nullptr;      // not owned
   State state_ = State::Handshaking;
   std::string outgoing_;           // ciphertext drained from wbio_, not yet taken
   int first_verify_error_ = 0;     // X509_V_OK until the verify callback sees an error

@@ -132,10 +132,10 @@ void recordVersion(int version, const std::vector<ProbeResult>& results,
   }
 }
 
-TlsVersionScan* TlsVersionScan::start(uv_loop_t* loop, EndpointSpec base, Done done,
-                                      ScanPace pace) {
+TlsVersionScan* TlsVersionScan::start(uv_loop_t* loop, EndpointSpec base, Done done, ScanPace pace,
+                                      TlsContextCache* contexts) {
   assert(base.security != Security::None);
-  auto* scan = new TlsVersionScan(loop, std::move(base), std::move(done));
+  auto* scan = new TlsVersionScan(loop, std::move(base), std::move(done), contexts);
   scan->pace_ = pace;
   if (pace == ScanPace::AllVersionsAtOnce) {
     // EndpointProbe never calls back from start(): no version can finish inside this loop.
@@ -148,10 +148,12 @@ TlsVersionScan* TlsVersionScan::start(uv_loop_t* loop, EndpointSpec base, Done d
   return scan;
 }
 
-TlsVersionScan::TlsVersionScan(uv_loop_t* loop, EndpointSpec base, Done done)
+TlsVersionScan::TlsVersionScan(uv_loop_t* loop, EndpointSpec base, Done done,
+                               TlsContextCache* contexts)
     : loop_(loop),
       base_(std::move(base)),
       done_(std::move(done)),
+      contexts_(contexts),
       running_(scannedTlsVersions().size(), nullptr),
       per_version_(scannedTlsVersions().size()),
       pending_(scannedTlsVersions().size()) {
@@ -166,8 +168,9 @@ void TlsVersionScan::startVersion(size_t index) {
   EndpointSpec spec = base_;
   spec.tls.min_version = version;
   spec.tls.max_version = version;
-  // No shared context: each version needs its own (versions and security level differ).
-  running_[index] = EndpointProbe::start(loop_, std::move(spec), Credentials{}, nullptr,
+  // Each version has its own context (versions and security level differ), shared by every
+  // scan of the same CA file.
+  running_[index] = EndpointProbe::start(loop_, std::move(spec), Credentials{}, contexts_,
                                          [this, index](std::vector<ProbeResult> results) {
                                            onVersionDone(index, std::move(results));
                                          });

@@ -32,6 +32,7 @@
 namespace mailprobe {
 
 class EndpointProbe;
+class TlsContextCache;
 
 // The versions a scan tries, lowest first: TLS1_VERSION, TLS1_1_VERSION, TLS1_2_VERSION,
 // TLS1_3_VERSION.
@@ -82,13 +83,15 @@ class TlsVersionScan final : public RunningProbe {
 
   // `base` is the endpoint as the daemon probes it (host, addresses, port, service, security,
   // source address, family, CA file, timeouts); its auth, mechanisms, examine and TLS version
-  // settings are replaced. Precondition: base.security is StartTls or Tls.
+  // settings are replaced. Precondition: base.security is StartTls or Tls. Each version's
+  // context comes from `contexts` (null: built for each handshake).
   static TlsVersionScan* start(uv_loop_t* loop, EndpointSpec base, Done done,
-                               ScanPace pace = ScanPace::OneVersionAtATime);
+                               ScanPace pace = ScanPace::OneVersionAtATime,
+                               TlsContextCache* contexts = nullptr);
   void cancel() override;
 
  private:
-  TlsVersionScan(uv_loop_t* loop, EndpointSpec base, Done done);
+  TlsVersionScan(uv_loop_t* loop, EndpointSpec base, Done done, TlsContextCache* contexts);
   ~TlsVersionScan() = default;
   void startVersion(size_t index);
   void onVersionDone(size_t index, std::vector<ProbeResult> results);
@@ -96,6 +99,7 @@ class TlsVersionScan final : public RunningProbe {
   uv_loop_t* loop_;
   EndpointSpec base_;
   Done done_;
+  TlsContextCache* contexts_;
   ScanPace pace_ = ScanPace::OneVersionAtATime;
   // Indexed like scannedTlsVersions(): the probe running for that version (null when none), and
   // its results once done. Folded in version order at the end, whatever order they came in.

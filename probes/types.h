@@ -132,6 +132,9 @@ struct TlsFacts {
   std::string issuer;           // leaf issuer, one line
   // A client that accepts all certificates would have completed this handshake.
   bool accept_all_ok = false;
+  // The handshake resumed an earlier session (TlsOptions::resumption): the certificate facts
+  // are those of the full handshake it descends from, at most kMaxResumedFactsAge old.
+  bool resumed = false;
 };
 
 struct AuthAttempt {

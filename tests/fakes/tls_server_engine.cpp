@@ -61,6 +61,12 @@ TlsServerEngine::TlsServerEngine(const TlsServerOptions& options) {
     SSL_CTX_free(ctx_);
     fail("bad version bounds");
   }
+  if (!options.ticket_keys.empty() &&
+      SSL_CTX_set_tlsext_ticket_keys(ctx_, const_cast<char*>(options.ticket_keys.data()),
+                                     static_cast<long>(options.ticket_keys.size())) != 1) {
+    SSL_CTX_free(ctx_);
+    fail("bad ticket keys");
+  }
   try {
     addCertificates(ctx_, options);
   } catch (...) {

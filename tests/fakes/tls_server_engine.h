@@ -18,6 +18,9 @@ struct TlsServerOptions {
   int min_version = 0;    // 0: OpenSSL's default
   int max_version = 0;
   int security_level = -1;  // -1: OpenSSL's default; 0 lets TLS 1.0 through
+  // Session ticket keys (80 bytes): servers given the same keys resume each other's sessions,
+  // as one server would across connections. Empty: fresh random keys.
+  std::string ticket_keys;
 };
 
 class TlsServerEngine {

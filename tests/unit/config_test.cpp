@@ -161,6 +161,8 @@ TEST(ConfigGood, ReferenceConfigLoadsWithTheBuiltInDefaults) {
     EXPECT_EQ(e.spec.timeouts.resolve, built_in.timeouts.resolve);
     EXPECT_EQ(e.spec.ehlo_name, built_in.ehlo_name);
     EXPECT_EQ(e.spec.tls.login_despite_invalid_cert, built_in.tls.login_despite_invalid_cert);
+    EXPECT_EQ(e.spec.tls.resumption, built_in.tls.resumption);
+    EXPECT_FALSE(e.spec.tls.resumption);
     EXPECT_EQ(e.spec.tls.ca_file, "");
     EXPECT_EQ(e.spec.tls.min_version, 0);
     EXPECT_EQ(e.spec.tls.max_version, 0);
@@ -334,6 +336,7 @@ interval = "5m"
 login_despite_invalid_cert = false
 tls_min_version = "TLSv1.2"
 examine_inbox = true
+tls_resumption = true
 
   [host.account]
   user = "other@example.org"
@@ -350,6 +353,7 @@ examine_inbox = true
   service = "smtp"
   port = 25
   source_address = "192.0.2.5"
+  tls_resumption = false
 
   [[host.endpoint]]
   service = "smtp"
@@ -381,6 +385,7 @@ addresses = ["192.0.2.20"]
   EXPECT_EQ(imap.spec.tls.min_version, TLS1_2_VERSION);    // host
   EXPECT_FALSE(imap.spec.tls.login_despite_invalid_cert);  // host
   EXPECT_TRUE(imap.spec.examine_inbox);                    // host
+  EXPECT_TRUE(imap.spec.tls.resumption);                   // host
   EXPECT_EQ(imap.spec.family, AddressFamily::V4);          // defaults
   EXPECT_EQ(imap.spec.security, Security::Tls);            // by port
   EXPECT_EQ(imap.spec.mechanisms, (std::vector<std::string>{"PLAIN", "LOGIN-COMMAND"}));
@@ -392,7 +397,8 @@ addresses = ["192.0.2.20"]
   EXPECT_EQ(mx.spec.auth, AuthPolicy::Optional);
   EXPECT_EQ(mx.spec.tls.ca_file, dir.path() + "/ca.pem");  // relative to the config
   EXPECT_EQ(mx.spec.source_address, "192.0.2.5");
-  EXPECT_FALSE(mx.spec.examine_inbox);  // IMAP only
+  EXPECT_FALSE(mx.spec.examine_inbox);   // IMAP only
+  EXPECT_FALSE(mx.spec.tls.resumption);  // endpoint
 
   const EndpointConfig& submission = a.endpoints[2];
   EXPECT_EQ(submission.spec.port, 2525);
@@ -409,6 +415,7 @@ addresses = ["192.0.2.20"]
     EXPECT_EQ(e.spec.addresses, std::vector<std::string>{"192.0.2.20"});
     EXPECT_TRUE(e.spec.tls.login_despite_invalid_cert);
     EXPECT_FALSE(e.spec.examine_inbox);
+    EXPECT_FALSE(e.spec.tls.resumption);  // built in
   }
 }
 

@@ -6,9 +6,11 @@
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
 
+#include <cstdio>
 #include <ctime>
 #include <utility>
 
+#include "probes/tls_context_cache.h"
 #include "tests/fakes/test_certs.h"
 #include "tests/fakes/tls_server_engine.h"
 
@@ -465,6 +467,159 @@ TEST(TlsContext, SecurityLevelZeroOnlyForLegacyProfiles) {
   auto legacy = TlsContext::create({.min_version = TLS1_VERSION}, &error);
   ASSERT_NE(legacy, nullptr) << error;
   EXPECT_EQ(SSL_CTX_get_security_level(legacy->get()), 0);
+}
+
+// --- TlsContextCache: one context per distinct TLS options ----------------------------------
+
+TEST_F(TlsEngineTest, CacheSharesOneContextPerDistinctOptions) {
+  TlsContextCache cache;
+  std::string error;
+  auto a = cache.get({.ca_file = ca_file_}, &error);
+  ASSERT_NE(a, nullptr) << error;
+  // Whether the password goes to an unverified server is the probe's business, not OpenSSL's.
+  auto same = cache.get({.ca_file = ca_file_, .login_despite_invalid_cert = false}, &error);
+  EXPECT_EQ(same, a);
+  auto other_version = cache.get({.ca_file = ca_file_, .min_version = TLS1_2_VERSION}, &error);
+  auto other_ca = cache.get({.ca_file = dir_.write("ca-copy.pem", ca_.cert_pem)}, &error);
+  ASSERT_NE(other_version, nullptr) << error;
+  ASSERT_NE(other_ca, nullptr) << error;
+  EXPECT_NE(other_version, a);
+  EXPECT_NE(other_ca, a);
+  EXPECT_EQ(cache.size(), 3u);
+  EXPECT_EQ(cache.built(), 3u);
+
+  // The shared context verifies each connection against its own name.
+  TlsServerEngine server(serverFor(good_leaf_));
+  TlsEngine good(cache.get({.ca_file = ca_file_}, &error), kHost);
+  ASSERT_EQ(runHandshake(good, server), Status::Ok) << good.error();
+  EXPECT_EQ(good.facts().verify, FailureReason::None);
+  TlsServerEngine server2(serverFor(good_leaf_));
+  TlsEngine wrong_name(cache.get({.ca_file = ca_file_}, &error), "other.example.test");
+  ASSERT_EQ(runHandshake(wrong_name, server2), Status::Ok) << wrong_name.error();
+  EXPECT_EQ(wrong_name.facts().verify, FailureReason::CertHostnameMismatch);
+  EXPECT_EQ(server2.serverName(), "other.example.test");
+  EXPECT_EQ(cache.built(), 3u) << "a lookup built a context again";
+}
+
+TEST_F(TlsEngineTest, CacheRebuildsWhenTheCaFileIsReplaced) {
+  KeyCert new_ca = makeSelfSigned({.is_ca = true, .common_name = "mailprobed renewed root"});
+  KeyCert new_leaf = makeSigned({.dns_names = {kHost}}, new_ca);
+  std::string path = dir_.write("trust.pem", ca_.cert_pem);
+  TlsContextCache cache;
+  std::string error;
+  auto before = cache.get({.ca_file = path}, &error);
+  ASSERT_NE(before, nullptr) << error;
+  {
+    TlsServerEngine server(serverFor(new_leaf));
+    TlsEngine client(before, kHost);
+    ASSERT_EQ(runHandshake(client, server), Status::Ok) << client.error();
+    EXPECT_EQ(client.facts().verify, FailureReason::CertUntrusted);
+  }
+  // Replaced the way packages and configuration tools do it: a new file renamed over the old.
+  std::string fresh = dir_.write("trust.pem.new", new_ca.cert_pem);
+  ASSERT_EQ(std::rename(fresh.c_str(), path.c_str()), 0);
+  auto after = cache.get({.ca_file = path}, &error);
+  ASSERT_NE(after, nullptr) << error;
+  EXPECT_NE(after, before);
+  EXPECT_EQ(cache.size(), 1u);
+  TlsServerEngine server(serverFor(new_leaf));
+  TlsEngine client(after, kHost);
+  ASSERT_EQ(runHandshake(client, server), Status::Ok) << client.error();
+  EXPECT_EQ(client.facts().verify, FailureReason::None) << client.facts().verify_detail;
+  EXPECT_EQ(cache.get({.ca_file = path}, &error), after) << "unchanged file, same context";
+}
+
+TEST_F(TlsEngineTest, CacheKeepsNoFailureAndClearsOnRequest) {
+  TlsContextCache cache;
+  std::string path = dir_.path() + "/later.pem";
+  std::string error;
+  EXPECT_EQ(cache.get({.ca_file = path}, &error), nullptr);
+  EXPECT_THAT(error, HasSubstr("cannot load CA file " + path));
+  EXPECT_EQ(cache.size(), 0u);
+  dir_.write("later.pem", ca_.cert_pem);  // fixed: the next probe works, no reload needed
+  auto ctx = cache.get({.ca_file = path}, &error);
+  ASSERT_NE(ctx, nullptr) << error;
+
+  cache.clear();  // a reload
+  EXPECT_EQ(cache.size(), 0u);
+  auto rebuilt = cache.get({.ca_file = path}, &error);
+  ASSERT_NE(rebuilt, nullptr) << error;
+  EXPECT_NE(rebuilt, ctx);
+  // The context a probe still holds stays usable.
+  TlsServerEngine server(serverFor(good_leaf_));
+  TlsEngine client(ctx, kHost);
+  ASSERT_EQ(runHandshake(client, server), Status::Ok) << client.error();
+  EXPECT_EQ(client.facts().verify, FailureReason::None);
+}
+
+// --- Session resumption (TlsOptions::resumption) ---------------------------------------------
+
+class TlsResumptionTest : public TlsEngineTest {
+ protected:
+  // One server, as seen across connections: every engine shares the ticket keys.
+  TlsServerOptions server() {
+    TlsServerOptions o = serverFor(good_leaf_);
+    o.ticket_keys = std::string(80, 'k');
+    return o;
+  }
+  // A whole connection under `key`: handshake, the server's first bytes (which carry the TLS
+  // 1.3 tickets), close_notify. Returns the facts.
+  TlsFacts connect(const std::shared_ptr<TlsContext>& ctx, const std::string& key,
+                   const TlsServerOptions& options, const std::string& host = kHost) {
+    TlsServerEngine srv(options);
+    TlsEngine client(ctx, host, key);
+    EXPECT_EQ(runHandshake(client, srv), Status::Ok) << client.error();
+    EXPECT_EQ(srv.write("* OK ready\r\n"), Status::Ok);
+    client.feedCiphertext(srv.takeCiphertext());
+    std::string plaintext;
+    EXPECT_EQ(client.read(plaintext), Status::Ok) << client.error();
+    EXPECT_EQ(plaintext, "* OK ready\r\n");
+    client.shutdown();
+    srv.feedCiphertext(client.takeCiphertext());
+    return client.facts();
+  }
+};
+
+TEST_F(TlsResumptionTest, TheNextConnectionResumesTheKeptSession) {
+  auto ctx = trustingOurCa();
+  TlsFacts full = connect(ctx, "imap|993|192.0.2.1", server());
+  EXPECT_FALSE(full.resumed);
+  EXPECT_EQ(ctx->sessionCount(), 1u);
+
+  TlsFacts resumed = connect(ctx, "imap|993|192.0.2.1", server());
+  EXPECT_TRUE(resumed.resumed);
+  // The facts of the full handshake it descends from.
+  EXPECT_EQ(resumed.verify, FailureReason::None) << resumed.verify_detail;
+  EXPECT_EQ(resumed.leaf_not_after, full.leaf_not_after);
+  EXPECT_EQ(resumed.subject, full.subject);
+  EXPECT_EQ(resumed.version, full.version);
+
+  // Another address (or endpoint) has its own session; no key, no resumption at all.
+  EXPECT_FALSE(connect(ctx, "imap|993|192.0.2.2", server()).resumed);
+  EXPECT_FALSE(connect(ctx, "", server()).resumed);
+  EXPECT_EQ(ctx->sessionCount(), 2u);
+}
+
+TEST_F(TlsResumptionTest, AnUnverifiedSessionIsNeverKept) {
+  auto ctx = trustingOurCa();
+  TlsFacts wrong = connect(ctx, "k", server(), "other.example.test");
+  EXPECT_EQ(wrong.verify, FailureReason::CertHostnameMismatch);
+  EXPECT_EQ(ctx->sessionCount(), 0u);
+  EXPECT_FALSE(connect(ctx, "k", server(), "other.example.test").resumed);
+}
+
+TEST_F(TlsResumptionTest, SessionsOlderThanTheBoundAreNotOffered) {
+  auto ctx = trustingOurCa();
+  connect(ctx, "k", server());
+  const int64_t t = now();
+  SSL_SESSION* fresh = ctx->session("k", t + kMaxResumedFactsAge.count() - 60);
+  ASSERT_NE(fresh, nullptr);
+  // A resumption keeps the time of the full handshake: the chain cannot go stale by resuming.
+  ctx->keepSession("k", fresh, /*resumed=*/true, t + kMaxResumedFactsAge.count() - 60);
+  SSL_SESSION_free(fresh);
+  EXPECT_EQ(ctx->session("k", t + kMaxResumedFactsAge.count() + 1), nullptr);
+  EXPECT_EQ(ctx->sessionCount(), 0u) << "the stale session is dropped";
+  EXPECT_FALSE(connect(ctx, "k", server()).resumed);
 }
 
 }  // namespace
