@@ -219,6 +219,44 @@ TEST_F(ProbeEngineTest, StrictCertificatePolicyKeepsThePasswordFromAnUnverifiedS
   EXPECT_TRUE(results[0].auth.empty());
 }
 
+// tls_resumption: probes run one after the other share the contexts of one run (runOnce), so
+// each offers the session its predecessor kept for the same endpoint and address. Postfix
+// resumes (TLS 1.3 tickets) and the login still works; a probe without the option never
+// resumes; Dovecot, as configured by default, never does.
+TEST_F(ProbeEngineTest, TlsResumptionResumesPostfixSessionsAndLogsIn) {
+  EndpointSpec smtps = spec(Service::Smtp, env()->smtpsPort(), Security::Tls);
+  EndpointSpec submission = spec(Service::Smtp, env()->submissionPort(), Security::StartTls);
+  EndpointSpec imaps = spec(Service::Imap, env()->imapsPort(), Security::Tls);
+  for (EndpointSpec* s : {&smtps, &submission, &imaps}) {
+    s->tls.resumption = true;
+    s->mechanisms = {"PLAIN"};
+  }
+  EndpointSpec full = smtps;
+  full.tls.resumption = false;
+  std::vector<ProbeJob> jobs;
+  for (int round = 0; round < 3; ++round) {
+    for (const EndpointSpec& s : {smtps, submission, imaps, full}) {
+      jobs.push_back({s, account()});
+    }
+  }
+  std::vector<ProbeResult> results = runOnce(jobs, /*parallel=*/1);
+  ASSERT_EQ(results.size(), jobs.size());
+  for (size_t i = 0; i < results.size(); ++i) {
+    const ProbeResult& r = results[i];
+    SCOPED_TRACE(summary(r) + " (probe " + std::to_string(i) + ")");
+    EXPECT_TRUE(r.success);
+    ASSERT_TRUE(r.tls.has_value());
+    EXPECT_EQ(r.tls->verify, FailureReason::None);
+    EXPECT_GT(r.tls->leaf_not_after, 0) << "a resumed handshake keeps the certificate facts";
+    ASSERT_EQ(r.auth.size(), 1u);
+    EXPECT_TRUE(r.auth[0].success) << r.auth[0].detail;
+    const size_t round = i / 4;
+    const size_t which = i % 4;
+    const bool postfix_resuming = which == 0 || which == 1;
+    EXPECT_EQ(r.tls->resumed, postfix_resuming && round > 0);
+  }
+}
+
 // Loopback sockets that misbehave the way a real network does; no mail server needed.
 class ReachTest : public ::testing::Test {};
 
