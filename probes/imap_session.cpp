@@ -33,38 +33,29 @@ std::string describeResponse(const ImapResponse& r) {
 }  // namespace
 
 ImapSession::ImapSession(SessionHost& host, ConnectionPlan plan)
-    : ProtocolSession(host, std::move(plan)) {}
+    : ParsedSession(host, std::move(plan), "response") {}
 
-void ImapSession::transitionTo(State next) {
-  state_ = next;
-  switch (next) {
+std::optional<Phase> ImapSession::phaseOf(State state) const {
+  switch (state) {
     case State::Greeting:
-      enter(Phase::Greeting);
-      break;
+      return Phase::Greeting;
     case State::Capability:
     case State::CapabilityAfterTls:
-      enter(Phase::Capabilities);
-      break;
+      return Phase::Capabilities;
     case State::PlaintextCheck:
-      enter(Phase::Auth);
-      break;
-    case State::StartTls:
-      enter(Phase::StartTls);
-      break;
-    case State::TlsHandshake:
-      break;  // the host enters the handshake phase when it switches
     case State::Login:
-      enter(Phase::Auth);
-      break;
+      return Phase::Auth;
+    case State::StartTls:
+      return Phase::StartTls;
     case State::Examine:
-      enter(Phase::Examine);
-      break;
+      return Phase::Examine;
     case State::Logout:
-      enter(Phase::Logout);
-      break;
+      return Phase::Logout;
+    case State::TlsHandshake:
     case State::Done:
       break;
   }
+  return std::nullopt;
 }
 
 std::string ImapSession::nextTag() {
@@ -81,44 +72,12 @@ bool ImapSession::has(std::string_view cap) {
   return std::find(caps.begin(), caps.end(), cap) != caps.end();
 }
 
-void ImapSession::onConnected(const std::optional<TlsFacts>& tls) {
-  if (tls) {
-    recordTls(*tls);
-  }
-  transitionTo(State::Greeting);
-}
-
 void ImapSession::onTlsEstablished(const TlsFacts& tls) {
   recordTls(tls);
   // Pre-TLS capabilities may have been forged by a man in the middle: ask again (RFC 3501 6.2.1).
   capabilities_known_ = false;
   transitionTo(State::CapabilityAfterTls);
   send(nextTag() + " CAPABILITY\r\n");
-}
-
-void ImapSession::onData(std::string_view bytes) {
-  if (outcome_.finished) {
-    return;
-  }
-  parser_.feed(bytes);
-  while (!outcome_.finished) {
-    std::optional<ImapResponse> r = parser_.next();
-    if (!r) {
-      break;
-    }
-    handle(*r);
-    if (state_ == State::TlsHandshake) {
-      // Anything after the STARTTLS completion and before the handshake is an injection.
-      if (parser_.buffered() > 0) {
-        fail(FailureReason::PlaintextAfterStartTls,
-             "the server sent plaintext after accepting STARTTLS");
-      }
-      return;
-    }
-  }
-  if (parser_.failed() && !outcome_.finished) {
-    fail(FailureReason::ProtocolError, "unparsable response: " + parser_.error());
-  }
 }
 
 void ImapSession::handle(const ImapResponse& r) {
@@ -171,7 +130,7 @@ void ImapSession::handle(const ImapResponse& r) {
       handleExamine(r);
       break;
     case State::Logout:
-      handleLogout(r);
+      finishLoggedOut();
       break;
     case State::TlsHandshake:
     case State::Done:
@@ -293,11 +252,7 @@ void ImapSession::handleStartTls(const ImapResponse& r) {
     fail(FailureReason::StartTlsRefused, "STARTTLS refused: " + describeResponse(r));
     return;
   }
-  transitionTo(State::TlsHandshake);
-  if (parser_.buffered() > 0) {
-    return;  // onData reports the injection
-  }
-  host_.startTls();
+  switchToTls();
 }
 
 void ImapSession::beginLogin() {
@@ -408,12 +363,6 @@ void ImapSession::handleExamine(const ImapResponse& r) {
 void ImapSession::beginLogout() {
   transitionTo(State::Logout);
   send(nextTag() + " LOGOUT\r\n");
-}
-
-void ImapSession::handleLogout(const ImapResponse&) {
-  outcome_.logged_out = true;
-  transitionTo(State::Done);
-  finish();
 }
 
 void ImapSession::command(std::vector<std::string> chunks) {

@@ -9,37 +9,40 @@
 
 namespace mailprobe {
 
-class ImapSession final : public ProtocolSession {
+// The states of an ImapSession (declared outside it: its base is parameterised on them).
+enum class ImapState {
+  Greeting,
+  Capability,
+  PlaintextCheck,
+  StartTls,
+  TlsHandshake,
+  CapabilityAfterTls,
+  Login,
+  Examine,
+  Logout,
+  Done,
+};
+
+class ImapSession final : public ParsedSession<ImapResponseParser, ImapState> {
  public:
   ImapSession(SessionHost& host, ConnectionPlan plan);
 
   // ProtocolSession
-  void onConnected(const std::optional<TlsFacts>& tls) override;
-  void onData(std::string_view bytes) override;
   void onTlsEstablished(const TlsFacts& tls) override;
 
  private:
-  enum class State {
-    Greeting,
-    Capability,
-    PlaintextCheck,
-    StartTls,
-    TlsHandshake,
-    CapabilityAfterTls,
-    Login,
-    Examine,
-    Logout,
-    Done,
-  };
+  using State = ImapState;
 
-  void handle(const ImapResponse& r);
+  // ParsedSession
+  void handle(const ImapResponse& r) override;
+  std::optional<Phase> phaseOf(State state) const override;
+
   void handleGreeting(const ImapResponse& r);
   void handleCapability(const ImapResponse& r);
   void handlePlaintextCheck(const ImapResponse& r);
   void handleStartTls(const ImapResponse& r);
   void handleLogin(const ImapResponse& r);
   void handleExamine(const ImapResponse& r);
-  void handleLogout(const ImapResponse& r);
 
   // Steps that begin a state.
   void afterCapabilities();
@@ -48,7 +51,6 @@ class ImapSession final : public ProtocolSession {
   void beginExamineOrLogout();
   void beginLogout();
 
-  void transitionTo(State next);
   std::string nextTag();
   // Sends a command, splitting it at synchronizing literals: the rest waits for "+".
   void command(std::vector<std::string> chunks);
@@ -58,8 +60,6 @@ class ImapSession final : public ProtocolSession {
   std::vector<std::string>& currentCaps();
   bool has(std::string_view cap);
 
-  State state_ = State::Greeting;
-  ImapResponseParser parser_;
   int tag_counter_ = 0;
   std::string tag_;                  // tag of the command awaiting its completion
   std::deque<std::string> pending_;  // command chunks waiting for a continuation

@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "probes/probe_spec.h"
@@ -141,6 +142,88 @@ class ProtocolSession {
   ConnectionPlan plan_;
   ConnectionOutcome outcome_;
   Phase phase_ = Phase::Connect;
+};
+
+// What the IMAP and SMTP sessions share: the parser fed from onData, one handle() per complete
+// message, the STARTTLS switch with its injection check, and the clean end after the goodbye.
+// The subclass keeps its grammar (handle) and its state machine; `State` is its one enum of
+// states (STYLE habit 2) and must name Greeting, TlsHandshake and Done. `Parser` has feed(),
+// next() (an optional message), failed(), error() and buffered().
+template <typename Parser, typename State>
+class ParsedSession : public ProtocolSession {
+ public:
+  using Message = typename decltype(std::declval<Parser&>().next())::value_type;
+
+  void onConnected(const std::optional<TlsFacts>& tls) final {
+    if (tls) {
+      recordTls(*tls);
+    }
+    transitionTo(State::Greeting);
+  }
+
+  void onData(std::string_view bytes) final {
+    if (outcome_.finished) {
+      return;
+    }
+    parser_.feed(bytes);
+    while (!outcome_.finished) {
+      std::optional<Message> message = parser_.next();
+      if (!message) {
+        break;
+      }
+      handle(*message);
+      if (state_ == State::TlsHandshake) {
+        // Anything after the STARTTLS completion and before the handshake is an injection.
+        if (parser_.buffered() > 0) {
+          fail(FailureReason::PlaintextAfterStartTls,
+               "the server sent plaintext after accepting STARTTLS");
+        }
+        return;
+      }
+    }
+    if (parser_.failed() && !outcome_.finished) {
+      fail(FailureReason::ProtocolError,
+           "unparsable " + std::string(message_name_) + ": " + parser_.error());
+    }
+  }
+
+ protected:
+  // `message_name` names a Message in details: "response", "reply".
+  ParsedSession(SessionHost& host, ConnectionPlan plan, std::string_view message_name)
+      : ProtocolSession(host, std::move(plan)), message_name_(message_name) {}
+
+  virtual void handle(const Message& message) = 0;
+  // The phase a state belongs to; nullopt where entering the state enters no phase (the host
+  // enters the TLS handshake phase itself when it switches).
+  virtual std::optional<Phase> phaseOf(State state) const = 0;
+
+  void transitionTo(State next) {
+    state_ = next;
+    if (std::optional<Phase> phase = phaseOf(next)) {
+      enter(*phase);
+    }
+  }
+  // After the server accepted STARTTLS. With plaintext already buffered behind its answer the
+  // switch does not happen: onData reports the injection.
+  void switchToTls() {
+    transitionTo(State::TlsHandshake);
+    if (parser_.buffered() > 0) {
+      return;
+    }
+    host_.startTls();
+  }
+  // The server answered the goodbye: the conversation ended cleanly.
+  void finishLoggedOut() {
+    outcome_.logged_out = true;
+    transitionTo(State::Done);
+    finish();
+  }
+
+  State state_ = State::Greeting;
+  Parser parser_;
+
+ private:
+  std::string_view message_name_;
 };
 
 // Bounded, printable copy of peer text for details and logs.

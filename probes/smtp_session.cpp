@@ -23,47 +23,34 @@ RecipientVerdict verdictOf(const SmtpReply& r, bool at_mail_from) {
 }  // namespace
 
 SmtpSession::SmtpSession(SessionHost& host, ConnectionPlan plan)
-    : ProtocolSession(host, std::move(plan)) {}
+    : ParsedSession(host, std::move(plan), "reply") {}
 
-void SmtpSession::transitionTo(State next) {
-  state_ = next;
-  switch (next) {
+std::optional<Phase> SmtpSession::phaseOf(State state) const {
+  switch (state) {
     case State::Greeting:
-      enter(Phase::Greeting);
-      break;
+      return Phase::Greeting;
     case State::Ehlo:
     case State::Helo:
     case State::EhloAfterTls:
-      enter(Phase::Capabilities);
-      break;
+      return Phase::Capabilities;
     case State::PlaintextCheck:
     case State::PlaintextCancel:
     case State::Auth:
-      enter(Phase::Auth);
-      break;
+      return Phase::Auth;
     case State::StartTls:
-      enter(Phase::StartTls);
-      break;
+      return Phase::StartTls;
     case State::MailFrom:
     case State::RcptLocal:
     case State::RcptOutside:
     case State::Rset:
-      enter(Phase::Relay);
-      break;
+      return Phase::Relay;
     case State::Quit:
-      enter(Phase::Logout);
-      break;
+      return Phase::Logout;
     case State::TlsHandshake:
     case State::Done:
       break;
   }
-}
-
-void SmtpSession::onConnected(const std::optional<TlsFacts>& tls) {
-  if (tls) {
-    recordTls(*tls);
-  }
-  transitionTo(State::Greeting);
+  return std::nullopt;
 }
 
 void SmtpSession::onTlsEstablished(const TlsFacts& tls) {
@@ -72,30 +59,6 @@ void SmtpSession::onTlsEstablished(const TlsFacts& tls) {
   caps_ = {};
   transitionTo(State::EhloAfterTls);
   send("EHLO " + plan_.spec->ehlo_name + "\r\n");
-}
-
-void SmtpSession::onData(std::string_view bytes) {
-  if (outcome_.finished) {
-    return;
-  }
-  parser_.feed(bytes);
-  while (!outcome_.finished) {
-    std::optional<SmtpReply> r = parser_.next();
-    if (!r) {
-      break;
-    }
-    handle(*r);
-    if (state_ == State::TlsHandshake) {
-      if (parser_.buffered() > 0) {
-        fail(FailureReason::PlaintextAfterStartTls,
-             "the server sent plaintext after accepting STARTTLS");
-      }
-      return;
-    }
-  }
-  if (parser_.failed() && !outcome_.finished) {
-    fail(FailureReason::ProtocolError, "unparsable reply: " + parser_.error());
-  }
 }
 
 void SmtpSession::handle(const SmtpReply& r) {
@@ -131,7 +94,7 @@ void SmtpSession::handle(const SmtpReply& r) {
       beginQuit();  // whatever RSET gets, the verdicts are in
       break;
     case State::Quit:
-      handleQuit(r);
+      finishLoggedOut();
       break;
     case State::TlsHandshake:
     case State::Done:
@@ -245,11 +208,7 @@ void SmtpSession::handleStartTls(const SmtpReply& r) {
     fail(FailureReason::StartTlsRefused, "STARTTLS refused: " + describeReply(r));
     return;
   }
-  transitionTo(State::TlsHandshake);
-  if (parser_.buffered() > 0) {
-    return;  // onData reports the injection
-  }
-  host_.startTls();
+  switchToTls();
 }
 
 void SmtpSession::beginAuth() {
@@ -389,12 +348,6 @@ void SmtpSession::handleRcpt(const SmtpReply& r) {
 void SmtpSession::beginQuit() {
   transitionTo(State::Quit);
   send("QUIT\r\n");
-}
-
-void SmtpSession::handleQuit(const SmtpReply&) {
-  outcome_.logged_out = true;
-  transitionTo(State::Done);
-  finish();
 }
 
 }  // namespace mailprobe

@@ -13,35 +13,39 @@
 
 namespace mailprobe {
 
-class SmtpSession final : public ProtocolSession {
+// The states of an SmtpSession (declared outside it: its base is parameterised on them).
+enum class SmtpState {
+  Greeting,
+  Ehlo,
+  Helo,
+  PlaintextCheck,
+  PlaintextCancel,
+  StartTls,
+  TlsHandshake,
+  EhloAfterTls,
+  Auth,
+  MailFrom,
+  RcptLocal,
+  RcptOutside,
+  Rset,
+  Quit,
+  Done,
+};
+
+class SmtpSession final : public ParsedSession<SmtpReplyParser, SmtpState> {
  public:
   SmtpSession(SessionHost& host, ConnectionPlan plan);
 
   // ProtocolSession
-  void onConnected(const std::optional<TlsFacts>& tls) override;
-  void onData(std::string_view bytes) override;
   void onTlsEstablished(const TlsFacts& tls) override;
 
  private:
-  enum class State {
-    Greeting,
-    Ehlo,
-    Helo,
-    PlaintextCheck,
-    PlaintextCancel,
-    StartTls,
-    TlsHandshake,
-    EhloAfterTls,
-    Auth,
-    MailFrom,
-    RcptLocal,
-    RcptOutside,
-    Rset,
-    Quit,
-    Done,
-  };
+  using State = SmtpState;
 
-  void handle(const SmtpReply& r);
+  // ParsedSession
+  void handle(const SmtpReply& r) override;
+  std::optional<Phase> phaseOf(State state) const override;
+
   void handleGreeting(const SmtpReply& r);
   void handleEhlo(const SmtpReply& r);
   void handleHelo(const SmtpReply& r);
@@ -50,7 +54,6 @@ class SmtpSession final : public ProtocolSession {
   void handleAuth(const SmtpReply& r);
   void handleMailFrom(const SmtpReply& r);
   void handleRcpt(const SmtpReply& r);
-  void handleQuit(const SmtpReply& r);
   // 421 (RFC 5321 3.8): the server is closing; ends the conversation and returns true.
   bool closing(const SmtpReply& r);
 
@@ -60,10 +63,7 @@ class SmtpSession final : public ProtocolSession {
   void afterLogin();
   void beginRcpt(State state, const std::string& recipient);
   void beginQuit();
-  void transitionTo(State next);
 
-  State state_ = State::Greeting;
-  SmtpReplyParser parser_;
   EhloCapabilities caps_;
   std::string mechanism_;
   int sasl_step_ = 0;
