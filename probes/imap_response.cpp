@@ -130,7 +130,7 @@ bool ImapResponse::isStatus() const {
 }
 
 ImapResponseParser::ImapResponseParser(size_t max_line, size_t max_literal, size_t max_response)
-    : max_line_(max_line), max_literal_(max_literal), max_response_(max_response) {}
+    : framer_(max_line), max_literal_(max_literal), max_response_(max_response) {}
 
 void ImapResponseParser::reset() {
   current_ = ImapResponse{};
@@ -145,13 +145,12 @@ void ImapResponseParser::fail(std::string why) {
   error_ = std::move(why);
   // What is not a complete response is dropped: memory stays bounded after a failure.
   reset();
-  partial_.clear();
-  partial_.shrink_to_fit();
+  framer_.clear();
   logical_.shrink_to_fit();
 }
 
 void ImapResponseParser::feed(std::string_view bytes) {
-  received_ += bytes.size();
+  ready_.received(bytes.size());
   while (!failed() && !bytes.empty()) {
     if (literal_left_) {
       size_t take = std::min(*literal_left_, bytes.size());
@@ -163,27 +162,14 @@ void ImapResponseParser::feed(std::string_view bytes) {
         literal_left_.reset();
       continue;
     }
-    size_t lf = bytes.find('\n');
-    size_t take = lf == std::string_view::npos ? bytes.size() : lf;
-    // The line may still end in a CR before its LF, hence the + 1.
-    if (partial_.size() + take > max_line_ + 1) {
-      fail("line longer than " + std::to_string(max_line_) + " bytes");
+    std::optional<LineFramer::Line> line = framer_.take(bytes);
+    if (!line) {
+      if (!framer_.error().empty()) {
+        fail(framer_.error());
+      }
       return;
     }
-    partial_.append(bytes.substr(0, take));
-    if (lf == std::string_view::npos)
-      return;
-    bytes.remove_prefix(lf + 1);
-    size_t raw_size = partial_.size() + 1;
-    std::string_view line = partial_;
-    if (!line.empty() && line.back() == '\r')
-      line.remove_suffix(1);
-    if (line.size() > max_line_) {
-      fail("line longer than " + std::to_string(max_line_) + " bytes");
-      return;
-    }
-    onLine(line, raw_size);
-    partial_.clear();
+    onLine(line->text, line->raw_size);
   }
 }
 
@@ -239,21 +225,12 @@ void ImapResponseParser::finishResponse() {
   }
   r.text = std::string(rest);
   r.line = forLog(logical_);
-  ready_.push_back(Ready{std::move(r), current_raw_});
+  ready_.push(std::move(r), current_raw_);
   reset();
 }
 
 std::optional<ImapResponse> ImapResponseParser::next() {
-  if (ready_.empty())
-    return std::nullopt;
-  Ready r = std::move(ready_.front());
-  ready_.pop_front();
-  returned_ += r.raw_size;
-  return std::move(r.response);
-}
-
-size_t ImapResponseParser::buffered() const {
-  return received_ - returned_;
+  return ready_.next();
 }
 
 std::vector<std::string> imapCapabilities(const ImapResponse& r) {

@@ -8,11 +8,12 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "probes/line_framer.h"
 
 namespace mailprobe {
 
@@ -54,7 +55,7 @@ class ImapResponseParser {
   // Bytes received that are not part of a response returned by next(), counting bytes a
   // failure dropped and bytes fed after it (a count: they are not kept). After the tagged OK
   // to STARTTLS this must be 0.
-  size_t buffered() const;
+  size_t buffered() const { return ready_.buffered(); }
 
  private:
   void onLine(std::string_view line, size_t raw_size);
@@ -62,10 +63,9 @@ class ImapResponseParser {
   void fail(std::string why);
   void reset();
 
-  size_t max_line_;
+  LineFramer framer_;
   size_t max_literal_;
   size_t max_response_;
-  std::string partial_;  // bytes of the current line, LF not yet seen
   // The response in progress: the head of its first line and the literals so far in current_,
   // its lines joined (CRLF and literal payloads left out) in logical_.
   bool in_response_ = false;
@@ -75,13 +75,7 @@ class ImapResponseParser {
   bool literals_allowed_ = false;       // decided by the first line: untagged data only
   std::optional<size_t> literal_left_;  // set while reading a literal's payload
   size_t current_raw_ = 0;
-  struct Ready {
-    ImapResponse response;
-    size_t raw_size;
-  };
-  std::deque<Ready> ready_;
-  size_t received_ = 0;  // every byte fed, including any dropped by a failure
-  size_t returned_ = 0;  // bytes of the responses next() has returned
+  MessageQueue<ImapResponse> ready_;
   std::string error_;
 };
 

@@ -93,41 +93,27 @@ std::string SmtpReply::text() const {
 }
 
 SmtpReplyParser::SmtpReplyParser(size_t max_line, size_t max_lines)
-    : max_line_(max_line), max_lines_(max_lines) {}
+    : framer_(max_line), max_lines_(max_lines) {}
 
 void SmtpReplyParser::fail(std::string why) {
   error_ = std::move(why);
   // What is not a complete reply is dropped: memory stays bounded after a failure.
-  partial_.clear();
-  partial_.shrink_to_fit();
+  framer_.clear();
   current_ = SmtpReply{};
   current_raw_ = 0;
 }
 
 void SmtpReplyParser::feed(std::string_view bytes) {
-  received_ += bytes.size();
+  ready_.received(bytes.size());
   while (!failed() && !bytes.empty()) {
-    size_t lf = bytes.find('\n');
-    size_t take = lf == std::string_view::npos ? bytes.size() : lf;
-    // The line may still end in a CR before its LF, hence the + 1.
-    if (partial_.size() + take > max_line_ + 1) {
-      fail("line longer than " + std::to_string(max_line_) + " bytes");
+    std::optional<LineFramer::Line> line = framer_.take(bytes);
+    if (!line) {
+      if (!framer_.error().empty()) {
+        fail(framer_.error());
+      }
       return;
     }
-    partial_.append(bytes.substr(0, take));
-    if (lf == std::string_view::npos)
-      return;
-    bytes.remove_prefix(lf + 1);
-    size_t raw_size = partial_.size() + 1;
-    std::string_view line = partial_;
-    if (!line.empty() && line.back() == '\r')
-      line.remove_suffix(1);
-    if (line.size() > max_line_) {
-      fail("line longer than " + std::to_string(max_line_) + " bytes");
-      return;
-    }
-    onLine(line, raw_size);
-    partial_.clear();
+    onLine(line->text, line->raw_size);
   }
 }
 
@@ -154,22 +140,13 @@ void SmtpReplyParser::onLine(std::string_view line, size_t raw_size) {
   if (!last)
     return;
   current_.enhanced = enhancedCode(code, current_.lines.front());
-  ready_.push_back(Ready{std::move(current_), current_raw_});
+  ready_.push(std::move(current_), current_raw_);
   current_ = SmtpReply{};
   current_raw_ = 0;
 }
 
 std::optional<SmtpReply> SmtpReplyParser::next() {
-  if (ready_.empty())
-    return std::nullopt;
-  Ready r = std::move(ready_.front());
-  ready_.pop_front();
-  returned_ += r.raw_size;
-  return std::move(r.reply);
-}
-
-size_t SmtpReplyParser::buffered() const {
-  return received_ - returned_;
+  return ready_.next();
 }
 
 bool EhloCapabilities::has(std::string_view keyword) const {

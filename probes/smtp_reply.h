@@ -5,11 +5,12 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "probes/line_framer.h"
 
 namespace mailprobe {
 
@@ -40,24 +41,17 @@ class SmtpReplyParser {
   // Bytes received that are not part of a reply returned by next(), counting bytes a failure
   // dropped and bytes fed after it (a count: they are not kept). After the reply to STARTTLS
   // this must be 0, or the server (or a man in the middle) sent plaintext ahead.
-  size_t buffered() const;
+  size_t buffered() const { return ready_.buffered(); }
 
  private:
   void onLine(std::string_view line, size_t raw_size);
   void fail(std::string why);
 
-  size_t max_line_;
+  LineFramer framer_;
   size_t max_lines_;
-  std::string partial_;  // bytes of the current line, LF not yet seen
-  SmtpReply current_;    // lines of the reply in progress
+  SmtpReply current_;  // lines of the reply in progress
   size_t current_raw_ = 0;
-  struct Ready {
-    SmtpReply reply;
-    size_t raw_size;
-  };
-  std::deque<Ready> ready_;
-  size_t received_ = 0;  // every byte fed, including any dropped by a failure
-  size_t returned_ = 0;  // bytes of the replies next() has returned
+  MessageQueue<SmtpReply> ready_;
   std::string error_;
 };
 
