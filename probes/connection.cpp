@@ -192,6 +192,9 @@ void Connection::onTlsBytes(std::string_view bytes) {
   std::string plaintext;
   TlsEngine::Status st = tls_->read(plaintext);
   flushTls();
+  if (st != TlsEngine::Status::Failed) {
+    writeTls();  // what a renegotiation held back may go now
+  }
   if (!plaintext.empty()) {
     session_->onData(plaintext);
   }
@@ -233,12 +236,24 @@ void Connection::send(std::string_view bytes) {
     writeRaw(std::string(bytes));
     return;
   }
-  if (tls_->write(bytes) == TlsEngine::Status::Failed) {
-    session_->abort(FailureReason::ConnectionClosed, phase_, "TLS error: " + tls_->error());
-    close();
-    return;
+  unsent_.emplace_back(bytes);
+  writeTls();
+}
+
+void Connection::writeTls() {
+  while (state_ == State::Open && !unsent_.empty()) {
+    TlsEngine::Status st = tls_->write(unsent_.front());
+    if (st == TlsEngine::Status::Failed) {
+      session_->abort(FailureReason::ConnectionClosed, phase_, "TLS error: " + tls_->error());
+      close();
+      return;
+    }
+    flushTls();
+    if (st == TlsEngine::Status::WantIo) {
+      return;  // the same bytes again once the server has answered (TlsEngine::write)
+    }
+    unsent_.pop_front();
   }
-  flushTls();
 }
 
 void Connection::writeRaw(std::string bytes) {

@@ -10,8 +10,10 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include <deque>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "probes/session.h"
 
@@ -57,6 +59,7 @@ class Connection final : public SessionHost {
   void onTlsBytes(std::string_view bytes);
   void beginTls();
   void flushTls();
+  void writeTls();
   void writeRaw(std::string bytes);
   void close();
   void onHandleClosed();
@@ -73,6 +76,9 @@ class Connection final : public SessionHost {
   std::string session_key_;  // TlsOptions::resumption: the endpoint and this address; else ""
   bool implicit_tls_;
   size_t tls_bytes_seen_ = 0;  // server bytes since the switch to TLS
+  // Plaintext the TLS engine has not taken yet, in order: it takes nothing while the server
+  // renegotiates (WantIo), and the front chunk is offered again after the server's next bytes.
+  std::deque<std::string> unsent_;
   std::unique_ptr<ProtocolSession> session_;
   Done done_;
   Phase phase_ = Phase::Connect;

@@ -147,6 +147,19 @@ TlsServerEngine::Status TlsServerEngine::write(std::string_view plaintext) {
   return result(SSL_write_ex(ssl_, plaintext.data(), plaintext.size(), &written));
 }
 
+bool TlsServerEngine::renegotiate() {
+  ERR_clear_error();
+  if (SSL_renegotiate(ssl_) != 1) {
+    error_ = takeOpenSslErrors();
+    return false;
+  }
+  return handshake() != Status::Failed;
+}
+
+bool TlsServerEngine::renegotiationPending() const {
+  return SSL_renegotiate_pending(ssl_) == 1;
+}
+
 void TlsServerEngine::shutdown() {
   ERR_clear_error();
   SSL_shutdown(ssl_);

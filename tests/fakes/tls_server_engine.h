@@ -39,6 +39,10 @@ class TlsServerEngine {
   Status handshake();             // Ok once complete; WantIo; Failed
   Status read(std::string& out);  // appends what is available
   Status write(std::string_view plaintext);
+  // TLS 1.2 and older: asks the client to renegotiate (a HelloRequest: takeCiphertext next);
+  // the new handshake then runs inside later read() calls. False if it cannot be asked.
+  bool renegotiate();
+  bool renegotiationPending() const;                // asked and not yet completed
   void shutdown();                                  // queues close_notify
   bool peerClosed() const { return peer_closed_; }  // close_notify seen
 

@@ -34,6 +34,8 @@ struct FaultServer::Step {
     Close,       // FIN once everything queued is written
     Reset,       // RST now (SO_LINGER 0)
     Hold,        // say nothing more; the connection stays open until the client closes it
+    // Ask the client to renegotiate (TLS 1.2); the new handshake runs as its bytes are read.
+    Renegotiate,
   };
   Kind kind;
   std::string bytes;
@@ -51,6 +53,7 @@ struct FaultServer::Peer {
   std::string tag;
   std::unique_ptr<TlsServerEngine> tls;
   bool tls_up = false;
+  bool renegotiating = false;  // asked, the client's new handshake not yet complete
   bool close_when_flushed = false;
   bool dead = false;
 
@@ -106,6 +109,11 @@ std::string capabilities(FaultProtocol p) {
 std::string startTlsOk(FaultProtocol p) {
   return p == FaultProtocol::Smtp ? "220 2.0.0 Ready to start TLS\r\n"
                                   : "{tag} OK Begin TLS negotiation now\r\n";
+}
+
+// The answer to QUIT / LOGOUT.
+std::string goodbye(FaultProtocol p) {
+  return p == FaultProtocol::Smtp ? "221 2.0.0 Bye\r\n" : "* BYE logging out\r\n{tag} OK done\r\n";
 }
 
 // What a man in the middle slips in after the STARTTLS reply: a forged capability list.
@@ -208,6 +216,11 @@ std::vector<Step> scriptFor(const FaultOptions& o) {
       }
       append(endless(p));
       break;
+    case Fault::RenegotiateOverTls:
+      append({step(Kind::TlsAccept), send(greeting(p)), step(Kind::Renegotiate),
+              step(Kind::ReadLine), send(capabilities(p)), step(Kind::ReadLine), send(goodbye(p)),
+              step(Kind::Close)});
+      break;
   }
   return s;
 }
@@ -261,6 +274,8 @@ std::string_view toString(Fault fault) {
       return "endless_reply";
     case Fault::EndlessReplyOverTls:
       return "endless_reply_over_tls";
+    case Fault::RenegotiateOverTls:
+      return "renegotiate_over_tls";
   }
   return "?";
 }
@@ -281,6 +296,9 @@ FaultServer::FaultServer(FaultOptions options) : options_(std::move(options)) {
   }
   if (options_.fault == Fault::TlsVersionRefused) {
     options_.tls.min_version = TLS1_3_VERSION;
+  }
+  if (options_.fault == Fault::RenegotiateOverTls) {
+    options_.tls.max_version = TLS1_2_VERSION;  // TLS 1.3 has no renegotiation
   }
   // Throw before the thread exists; close what was opened so far.
   auto cleanup = [this]() {
@@ -415,8 +433,12 @@ void FaultServer::onReadable(Peer& peer) {
     peer.tls->feedCiphertext(bytes);
     std::string plain;
     peer.tls->read(plain);
-    peer.out += peer.tls->takeCiphertext();  // session tickets, alerts
+    peer.out += peer.tls->takeCiphertext();  // session tickets, alerts, a renegotiation
     peer.in += plain;
+    if (peer.renegotiating && !peer.tls->renegotiationPending()) {
+      peer.renegotiating = false;
+      ++renegotiations_;
+    }
   } else {
     peer.in.append(bytes);
   }
@@ -558,6 +580,15 @@ void FaultServer::advance(Peer& peer) {
       }
       case Kind::Hold:
         return;
+      case Kind::Renegotiate:
+        if (!peer.tls->renegotiate()) {
+          peer.close_when_flushed = true;
+          return;
+        }
+        peer.renegotiating = true;
+        peer.out += peer.tls->takeCiphertext();  // the HelloRequest
+        ++peer.step;
+        break;
     }
   }
 }

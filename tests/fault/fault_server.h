@@ -44,6 +44,10 @@ enum class Fault {
   InjectLaterWrite,         // STARTTLS accepted, plaintext once the ClientHello has arrived
   EndlessReply,             // SMTP "250-" lines forever / IMAP untagged lines forever
   EndlessReplyOverTls,      // the same inside a completed TLS session
+  // Not a failure: a whole conversation on an implicit TLS port (TLS 1.2 only), with a
+  // renegotiation asked for right behind the greeting, in the same write. The client's next
+  // command has to wait for the new handshake, not vanish.
+  RenegotiateOverTls,
 };
 
 std::string_view toString(Fault fault);
@@ -76,6 +80,8 @@ class FaultServer {
   size_t openConnections() const { return open_.load(); }
   // Bytes written to clients so far, all connections together.
   uint64_t bytesSent() const { return bytes_sent_.load(); }
+  // Renegotiations asked for (RenegotiateOverTls) that the client went through to the end.
+  size_t renegotiations() const { return renegotiations_.load(); }
 
   struct Step;  // one line of a script (fault_server.cpp)
   struct Peer;  // one accepted connection
@@ -98,6 +104,7 @@ class FaultServer {
   std::atomic<size_t> connections_{0};
   std::atomic<size_t> open_{0};
   std::atomic<uint64_t> bytes_sent_{0};
+  std::atomic<size_t> renegotiations_{0};
   std::thread thread_;
 };
 

@@ -221,6 +221,30 @@ INSTANTIATE_TEST_SUITE_P(Faults, FaultTest, ::testing::ValuesIn(faultCases()),
                                   std::string(toString(c.security));
                          });
 
+// A TLS 1.2 server that asks for a renegotiation right behind its greeting: the client's next
+// command (EHLO, CAPABILITY) is written while the new handshake waits for the server, and the
+// TLS engine takes nothing then (WantIo). The command must go out once the handshake is through,
+// and the conversation end normally, long before any deadline.
+TEST(FaultRenegotiationTest, CommandsWaitForTheNewHandshake) {
+  Pki pki;
+  for (FaultProtocol p : {FaultProtocol::Smtp, FaultProtocol::Imap}) {
+    SCOPED_TRACE(std::string(toString(p)));
+    FaultServer server(options(p, Fault::RenegotiateOverTls, Security::Tls, pki));
+    EndpointSpec spec = faultSpec(p, Security::Tls, server.port(), pki.ca_file);
+    spec.auth = AuthPolicy::Skip;  // the server offers no login: the conversation is the point
+    ProbeRun run = probe(spec);
+    const ProbeResult& r = run.result;
+
+    EXPECT_EQ(server.renegotiations(), 1u) << "the client went through the new handshake";
+    EXPECT_TRUE(r.success) << r.reason << " in " << r.phase << ": " << r.detail;
+    EXPECT_EQ(r.reason, FailureReason::None);
+    ASSERT_TRUE(r.tls.has_value());
+    EXPECT_EQ(r.tls->version, "TLSv1.2");
+    EXPECT_FALSE(r.capabilities_after_tls.empty()) << "the capability command was answered";
+    EXPECT_LT(run.elapsed, kPhaseTimeout) << "no deadline was needed";
+  }
+}
+
 // A reset right after the accept races the client's connect callback: libuv reports the RST
 // through SO_ERROR as a failed connect when it lands first, else the read sees it in the
 // greeting. Either way it is a reach failure, at once, never a success or a timeout.
