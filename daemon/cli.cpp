@@ -316,6 +316,10 @@ int commandValidate(const Args& a, std::ostream& out, std::ostream& err) {
   if (relay > 0) {
     out << ", relay rules on " << relay << (relay == 1 ? " smtp endpoint" : " smtp endpoints");
   }
+  for (size_t i = 0; i < loaded.config->alertmanager.urls.size(); ++i) {
+    out << (i == 0 ? ", alerts pushed to " : " and ")
+        << loaded.config->alertmanager.urls[i].redacted();
+  }
   out << "\n";
   return 0;
 }

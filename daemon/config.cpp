@@ -147,7 +147,10 @@ const std::vector<std::string_view> kPolicyKeys{"port", "untrusted", "trusted", 
 constexpr milliseconds kDefaultRelayInterval{5 * 60 * 1000};
 const std::vector<std::string_view> kEndpointOnlyKeys{
     "service", "port", "security", "auth", "starttls_required", "mechanisms"};
-const std::vector<std::string_view> kTopKeys{"daemon", "defaults", "account", "host"};
+const std::vector<std::string_view> kAlertmanagerKeys{"urls",     "timeout", "resend_interval",
+                                                      "for",      "ca_file", "labels"};
+const std::vector<std::string_view> kTopKeys{"daemon", "defaults", "account", "host",
+                                             "alertmanager"};
 
 bool contains(const std::vector<std::string_view>& keys, std::string_view k) {
   return std::find(keys.begin(), keys.end(), k) != keys.end();
@@ -212,39 +215,6 @@ std::string describe(const toml::node& n, bool secret = false) {
     return type + (b->get() ? " true" : " false");
   }
   return type;
-}
-
-bool isIpv4(const std::string& s) {
-  in_addr a;
-  return inet_pton(AF_INET, s.c_str(), &a) == 1;
-}
-bool isIpv6(const std::string& s) {
-  in6_addr a;
-  return inet_pton(AF_INET6, s.c_str(), &a) == 1;
-}
-
-// Letters, digits, '-' and '_' in dot-separated labels (a DNS name as mail hosts spell them).
-bool isDomainName(std::string_view s) {
-  if (s.empty() || s.size() > 253) {
-    return false;
-  }
-  size_t label = 0;
-  for (char c : s) {
-    if (c == '.') {
-      if (label == 0) {
-        return false;
-      }
-      label = 0;
-    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '-' || c == '_') {
-      if (++label > 63) {
-        return false;
-      }
-    } else {
-      return false;
-    }
-  }
-  return label > 0;
 }
 
 // "user@example.org": an RFC 5321 dot-atom local part (no quoting, nothing that could break or
@@ -725,6 +695,8 @@ class Loader {
                                                          std::vector<Pos>& positions);
   std::optional<std::string> readMailAddress(std::string_view key, const toml::node& n,
                                              bool empty_ok);
+  // A PEM file that must be readable now; relative to the config's directory; "" allowed.
+  std::optional<std::string> readCaFile(std::string_view key, const toml::node& n);
   // An array of tables: `read` for each element; a type error or an empty list is reported.
   template <class F>
   void readTables(std::string_view key, std::string_view what, const toml::node& n, F read);
@@ -739,6 +711,8 @@ class Loader {
   bool readLayerKey(std::string_view key, const toml::node& n, Layer& layer);
   void readDaemon(const toml::node& n, DaemonConfig& out);
   void readDefaults(const toml::node& n, Layer& out);
+  void readAlertmanager(const toml::node& n, AlertmanagerConfig& out);
+  void readAlertLabels(const toml::node& n, std::map<std::string, std::string>& out);
   AccountDraft readAccount(const toml::node& n, std::string where);
   void resolveAccount(AccountDraft& a);
   std::optional<HostDraft> readHost(const toml::node& n);
@@ -954,6 +928,20 @@ std::optional<std::vector<std::string>> Loader::readMechanisms(const toml::node&
   return ok ? std::optional(std::move(out)) : std::nullopt;
 }
 
+std::optional<std::string> Loader::readCaFile(std::string_view key, const toml::node& n) {
+  std::optional<std::string> path = readString(key, n);
+  if (path && !path->empty()) {
+    *path = resolvePath(base_dir_, *path);
+    std::string content, error;
+    // Read it now: a missing CA file is a start-up error, not a failure of every probe.
+    if (!readSmallFile(*path, 16 << 20, content, error, nullptr)) {
+      d_.error(at(n), k(key) + ": " + error);
+      path.reset();
+    }
+  }
+  return path;
+}
+
 bool Loader::readLayerKey(std::string_view key, const toml::node& n, Layer& l) {
   if (key == "interval") {
     set(l.interval, readDuration(key, n), n);
@@ -966,17 +954,7 @@ bool Loader::readLayerKey(std::string_view key, const toml::node& n, Layer& l) {
   } else if (key == "resolve_timeout") {
     set(l.resolve_timeout, readDuration(key, n), n);
   } else if (key == "ca_file") {
-    std::optional<std::string> path = readString(key, n);
-    if (path && !path->empty()) {
-      *path = resolvePath(base_dir_, *path);
-      std::string content, error;
-      // Read it now: a missing CA file is a start-up error, not a failure of every probe.
-      if (!readSmallFile(*path, 16 << 20, content, error, nullptr)) {
-        d_.error(at(n), k(key) + ": " + error);
-        path.reset();
-      }
-    }
-    set(l.ca_file, std::move(path), n);
+    set(l.ca_file, readCaFile(key, n), n);
   } else if (key == "ehlo_name") {
     std::optional<std::string> name = readString(key, n);
     // An address literal such as "[192.0.2.1]" (RFC 5321 4.1.3) or a domain name; anything
@@ -1059,6 +1037,116 @@ void Loader::readDaemon(const toml::node& n, DaemonConfig& out) {
       }
     } else {
       unknownKey(key, "[daemon]", kDaemonKeys);
+    }
+  }
+}
+
+void Loader::readAlertmanager(const toml::node& n, AlertmanagerConfig& out) {
+  const auto* table = n.as_table();
+  if (table == nullptr) {
+    typeError("alertmanager", "a table [alertmanager]", n);
+    return;
+  }
+  out.alerts.labels = {{"instance", localHostName()}, {"job", "mailprobed"}, {"severity", "critical"}};
+  bool urls_given = false;
+  for (auto&& [key, value] : *table) {
+    std::string_view name = key.str();
+    if (name == "urls") {
+      urls_given = true;
+      const auto* array = value.as_array();
+      if (array == nullptr) {
+        typeError(name, "an array of URLs such as [\"http://127.0.0.1:9093\"]", value,
+                  value.is_string() && value.as_string()->get().find('@') != std::string::npos);
+        continue;
+      }
+      if (array->empty()) {
+        d_.error(at(value), "urls: empty list; remove [alertmanager] to push no alert");
+      }
+      for (const toml::node& element : *array) {
+        const auto* s = element.as_string();
+        if (s == nullptr) {
+          typeError(name, "a URL string", element);
+          continue;
+        }
+        std::string error;
+        std::optional<AlertmanagerUrl> url = parseAlertmanagerUrl(s->get(), &error);
+        if (!url) {
+          d_.error(at(element), "urls: " + error);
+          continue;
+        }
+        if (!url->password.empty() && !inline_password_) {
+          inline_password_ = at(element);  // the file now holds a secret: see its mode
+        }
+        bool twice = std::any_of(out.urls.begin(), out.urls.end(), [&](const AlertmanagerUrl& u) {
+          return u.https == url->https && lowerAscii(u.host) == lowerAscii(url->host) &&
+                 u.port == url->port && u.path == url->path;
+        });
+        if (twice) {
+          d_.error(at(element), "urls: " + quotedValue(url->redacted()) + " is listed twice");
+          continue;
+        }
+        out.urls.push_back(std::move(*url));
+      }
+    } else if (name == "timeout") {
+      out.timeout = readDuration(name, value).value_or(out.timeout);
+    } else if (name == "resend_interval") {
+      out.alerts.resend_interval = readDuration(name, value).value_or(out.alerts.resend_interval);
+    } else if (name == "for") {
+      // Zero is allowed here: alert at once.
+      bool zero = (value.is_integer() && value.as_integer()->get() == 0) ||
+                  (value.is_string() &&
+                   parseDuration(value.as_string()->get()) == milliseconds{0});
+      if (value.is_integer() && value.as_integer()->get() < 0) {
+        d_.error(at(value), "for: must not be negative, got " +
+                                std::to_string(value.as_integer()->get()));
+      } else {
+        out.alerts.hold =
+            zero ? milliseconds{0} : readDuration(name, value).value_or(out.alerts.hold);
+      }
+    } else if (name == "ca_file") {
+      out.ca_file = readCaFile(name, value).value_or("");
+    } else if (name == "labels") {
+      readAlertLabels(value, out.alerts.labels);
+    } else if (unknownKey(key, "[alertmanager]", kAlertmanagerKeys) == "urls") {
+      urls_given = true;  // a typo of it: reported once
+    }
+  }
+  if (!urls_given) {
+    d_.error(at(n), "[alertmanager]: no urls; say where to push, e.g. urls = [\"http://127.0.0.1:9093\"]");
+  }
+}
+
+// Prometheus label names ([a-zA-Z_][a-zA-Z0-9_]*, "__" reserved), non-empty values; the labels
+// that identify a client alert are mailprobed's.
+void Loader::readAlertLabels(const toml::node& n, std::map<std::string, std::string>& out) {
+  const auto* table = n.as_table();
+  if (table == nullptr) {
+    typeError("labels", "a table of label names and values, such as { team = \"mail\" }", n);
+    return;
+  }
+  for (auto&& [key, value] : *table) {
+    std::string name(key.str());
+    bool valid = !name.empty() && !(name[0] >= '0' && name[0] <= '9') &&
+                 std::all_of(name.begin(), name.end(), [](char c) {
+                   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                          (c >= '0' && c <= '9') || c == '_';
+                 });
+    if (!valid || name.starts_with("__")) {
+      d_.error(at(key), "labels: " + quotedValue(name) +
+                            " is not a label name (letters, digits and '_', not starting with a "
+                            "digit or \"__\")");
+      continue;
+    }
+    if (contains(reservedAlertLabels(), name)) {
+      d_.error(at(key), "labels: " + name +
+                            " is set by mailprobed on each alert; choose another label name");
+      continue;
+    }
+    std::optional<std::string> v = readString("labels." + name, value);
+    if (v && v->empty()) {
+      d_.error(at(value), "labels." + name + ": empty; remove the label instead");
+    } else if (v) {
+      out[name] = std::move(*v);
     }
   }
 }
@@ -1904,6 +1992,8 @@ std::optional<Config> Loader::build(const toml::table& root) {
       readDefaults(value, defaults);
     } else if (name == "account") {
       top_account = readAccount(value, "[account]");
+    } else if (name == "alertmanager") {
+      readAlertmanager(value, config.alertmanager);
     } else if (name == "host") {
       hosts = &value;
       hosts_pos = at(key);
@@ -1975,8 +2065,13 @@ std::optional<Config> Loader::build(const toml::table& root) {
 }
 
 // Whether `line` assigns the key `password` (bare, quoted or dotted, as in an inline table),
-// and not password_file or another key that merely starts with the word.
+// and not password_file or another key that merely starts with the word; or holds a URL with
+// credentials (an Alertmanager URL's user:password).
 bool setsPasswordKey(std::string_view line) {
+  if (size_t scheme = line.find("://");
+      scheme != std::string_view::npos && line.find('@', scheme) != std::string_view::npos) {
+    return true;
+  }
   auto identifier = [](char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
            c == '-';
@@ -1996,8 +2091,9 @@ bool setsPasswordKey(std::string_view line) {
 }
 
 // toml++ may quote part of the offending text ("saw 'a'", "unknown escape sequence '\q'"):
-// when the error sits in a password's value, that text is the secret. Finds the key/value pair
-// the error line belongs to and says whether its key is `password`.
+// when the error sits in a password's value (or a URL with credentials), that text may be the
+// secret. Finds the key/value pair the error line belongs to and says whether its key is
+// `password` (or its value a URL with credentials).
 bool inPasswordValue(std::string_view text, uint32_t error_line) {
   std::vector<std::string_view> lines;
   size_t start = 0;

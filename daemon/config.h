@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/alertmanager.h"
 #include "daemon/profiles.h"
 #include "probes/probe_spec.h"
 #include "probes/relay.h"
@@ -67,6 +68,8 @@ struct Config {
   std::vector<HostConfig> hosts;
   // Client configurations to judge: the built-ins (less [profiles] disable), then [[profile]]s.
   std::vector<ClientProfile> profiles;
+  // Where failing verdicts are pushed as alerts; disabled without [alertmanager].
+  AlertmanagerConfig alertmanager;
   // Things that work but should not be left as they are (an inline password, a password file
   // readable by everyone), each formatted like an error: "file:line:col: message".
   std::vector<std::string> warnings;

@@ -1,5 +1,8 @@
 #include "daemon/config_words.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cstdio>
 
@@ -24,6 +27,38 @@ size_t editDistance(std::string_view a, std::string_view b) {
 }
 
 }  // namespace
+
+bool isIpv4(const std::string& s) {
+  in_addr a;
+  return inet_pton(AF_INET, s.c_str(), &a) == 1;
+}
+bool isIpv6(const std::string& s) {
+  in6_addr a;
+  return inet_pton(AF_INET6, s.c_str(), &a) == 1;
+}
+
+bool isDomainName(std::string_view s) {
+  if (s.empty() || s.size() > 253) {
+    return false;
+  }
+  size_t label = 0;
+  for (char c : s) {
+    if (c == '.') {
+      if (label == 0) {
+        return false;
+      }
+      label = 0;
+    } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '-' || c == '_') {
+      if (++label > 63) {
+        return false;
+      }
+    } else {
+      return false;
+    }
+  }
+  return label > 0;
+}
 
 std::string lowerAscii(std::string_view s) {
   std::string out(s);

@@ -1,7 +1,8 @@
 #pragma once
 // How config error messages name things, shared by the config readers (profile_config.cpp;
 // config.cpp keeps file-local copies of the same functions until it moves over): a value quoted
-// safely, a list of choices in words, and the known key or value a typo probably meant.
+// safely, a list of choices in words, and the known key or value a typo probably meant; and the
+// address and host name checks of config.cpp and the Alertmanager URL.
 
 #include <optional>
 #include <string>
@@ -9,6 +10,13 @@
 #include <vector>
 
 namespace mailprobe {
+
+// An IPv4 or IPv6 address literal (inet_pton's syntax; an IPv6 one without brackets).
+bool isIpv4(const std::string& s);
+bool isIpv6(const std::string& s);
+
+// Letters, digits, '-' and '_' in dot-separated labels (a DNS name as mail hosts spell them).
+bool isDomainName(std::string_view s);
 
 // ASCII lower case.
 std::string lowerAscii(std::string_view s);

@@ -56,29 +56,6 @@ std::string describe(const toml::node& n) {
   return "a date or time";
 }
 
-bool isDomainName(std::string_view s) {
-  if (s.empty() || s.size() > 253) {
-    return false;
-  }
-  size_t label = 0;
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '.') {
-      if (label == 0 || s[i - 1] == '-') {
-        return false;
-      }
-      label = 0;
-      continue;
-    }
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              (c == '-' && label > 0);
-    if (!ok || ++label > 63) {
-      return false;
-    }
-  }
-  return s.back() != '-';
-}
-
 bool isIpLiteral(std::string_view s) {
   // Host names in [[host]] may be addresses too; digits, dots, hex and colons are enough here,
   // since the name must match a [[host]] name anyway.
