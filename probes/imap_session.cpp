@@ -19,7 +19,12 @@ constexpr size_t kMaxUntaggedInARow = 1000;
 // challenging after that would hold the probe in a ping-pong until the phase deadline.
 constexpr int kMaxSaslAnswers = 3;
 
-std::string describeResponse(const ImapResponse& r) {
+}  // namespace
+
+ImapSession::ImapSession(SessionHost& host, ConnectionPlan plan)
+    : ParsedSession(host, std::move(plan), "response") {}
+
+std::string ImapSession::describeResponse(const ImapResponse& r) const {
   std::string s = r.status;
   if (!r.code.empty()) {
     s += " [" + r.code + "]";
@@ -27,13 +32,8 @@ std::string describeResponse(const ImapResponse& r) {
   if (!r.text.empty()) {
     s += " " + r.text;
   }
-  return sanitize(s);
+  return describePeer(s);
 }
-
-}  // namespace
-
-ImapSession::ImapSession(SessionHost& host, ConnectionPlan plan)
-    : ParsedSession(host, std::move(plan), "response") {}
 
 std::optional<Phase> ImapSession::phaseOf(State state) const {
   switch (state) {
@@ -141,7 +141,7 @@ void ImapSession::handle(const ImapResponse& r) {
 
 void ImapSession::handleGreeting(const ImapResponse& r) {
   if (r.kind != ImapResponse::Kind::Untagged || !r.isStatus()) {
-    fail(FailureReason::ProtocolError, "not an IMAP greeting: " + sanitize(r.line));
+    fail(FailureReason::ProtocolError, "not an IMAP greeting: " + describePeer(r.line));
     return;
   }
   if (r.status == "BYE") {

@@ -43,6 +43,8 @@ class ImapSession final : public ParsedSession<ImapResponseParser, ImapState> {
   void handleStartTls(const ImapResponse& r);
   void handleLogin(const ImapResponse& r);
   void handleExamine(const ImapResponse& r);
+  // The response for a detail, the password taken out (describePeer).
+  std::string describeResponse(const ImapResponse& r) const;
 
   // Steps that begin a state.
   void afterCapabilities();

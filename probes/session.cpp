@@ -2,7 +2,15 @@
 
 #include <algorithm>
 
+#include "probes/imap_response.h"
+#include "probes/sasl.h"
+
 namespace mailprobe {
+namespace {
+
+constexpr std::string_view kRedacted = "[password]";
+
+}  // namespace
 
 ProtocolSession::ProtocolSession(SessionHost& host, ConnectionPlan plan)
     : host_(host), plan_(std::move(plan)) {}
@@ -18,7 +26,8 @@ void ProtocolSession::noteFailure(FailureReason reason, Phase phase, std::string
   }
   outcome_.reason = reason;
   outcome_.phase = phase;
-  outcome_.detail = std::move(detail);
+  // Every detail passes here or through recordAuth: the last line of defence for the password.
+  outcome_.detail = redactPassword(detail, plan_.credentials);
 }
 
 void ProtocolSession::fail(FailureReason reason, std::string detail) {
@@ -109,7 +118,8 @@ void ProtocolSession::noteNoMechanism(const std::vector<std::string>& advertised
 
 void ProtocolSession::recordAuth(std::string mechanism, bool success, FailureReason reason,
                                  std::string detail) {
-  outcome_.auth = AuthAttempt{std::move(mechanism), success, reason, std::move(detail)};
+  outcome_.auth =
+      AuthAttempt{std::move(mechanism), success, reason, redactPassword(detail, plan_.credentials)};
   if (!success) {
     noteFailure(reason, Phase::Auth, outcome_.auth->detail);
   }
@@ -127,6 +137,40 @@ std::string sanitize(std::string_view text, size_t max) {
   }
   while (!out.empty() && out.back() == ' ') {
     out.pop_back();
+  }
+  return out;
+}
+
+std::string ProtocolSession::describePeer(std::string_view text) const {
+  return sanitize(redactPassword(text, plan_.credentials));
+}
+
+std::string redactPassword(std::string_view text, const Credentials* credentials) {
+  if (credentials == nullptr || credentials->password.empty()) {
+    return std::string(text);
+  }
+  const std::string& password = credentials->password;
+  // Longest first: the PLAIN message holds the base64 password when the lengths line up. Each
+  // base64 form padded, then without its padding.
+  std::vector<std::string> forms;
+  for (std::string b64 : {saslPlain(credentials->user, password), base64Encode(password)}) {
+    forms.push_back(b64);
+    while (b64.ends_with('=')) {
+      b64.pop_back();
+    }
+    forms.push_back(b64);
+  }
+  if (!imapNeedsLiteral(password)) {
+    std::string quoted = imapQuoted(password);
+    forms.push_back(quoted.substr(1, quoted.size() - 2));  // escaped, without the quotes
+  }
+  forms.push_back(password);
+  std::string out(text);
+  for (const std::string& form : forms) {
+    for (size_t at = out.find(form); at != std::string::npos; at = out.find(form, at)) {
+      out.replace(at, form.size(), kRedacted);
+      at += kRedacted.size();
+    }
   }
   return out;
 }

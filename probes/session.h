@@ -137,6 +137,9 @@ class ProtocolSession {
   // Records the absence of a usable mechanism as a soft failure where the plan needed one.
   void noteNoMechanism(const std::vector<std::string>& advertised);
   void recordAuth(std::string mechanism, bool success, FailureReason reason, std::string detail);
+  // Peer text for a detail: the password taken out first, then bounded (sanitize), so that a
+  // cut cannot leave part of it behind.
+  std::string describePeer(std::string_view text) const;
 
   SessionHost& host_;
   ConnectionPlan plan_;
@@ -228,5 +231,11 @@ class ParsedSession : public ProtocolSession {
 
 // Bounded, printable copy of peer text for details and logs.
 std::string sanitize(std::string_view text, size_t max = 200);
+
+// `text` with every form in which a session sends the password replaced by "[password]": as is,
+// IMAP-quoted, base64 (AUTH LOGIN) and the AUTH PLAIN message, the base64 forms with or without
+// their padding. A server may quote a refused command back ("535 ... failed for AUTH PLAIN
+// AGFsaWNl..."), and details go to logs, pages and JSON. Null or empty credentials: unchanged.
+std::string redactPassword(std::string_view text, const Credentials* credentials);
 
 }  // namespace mailprobe

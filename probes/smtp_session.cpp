@@ -8,22 +8,22 @@ namespace {
 // A user that cannot exist, for the plaintext-login check (see ImapSession).
 constexpr std::string_view kPlaintextCheckUser = "mailprobed-plaintext-check@invalid";
 
-std::string describeReply(const SmtpReply& r) {
-  return sanitize(std::to_string(r.code) + " " + r.text());
-}
-
 bool isRefusal(const SmtpReply& r) {
   return r.transientNegative() || r.permanentNegative();
-}
-
-RecipientVerdict verdictOf(const SmtpReply& r, bool at_mail_from) {
-  return {r.code / 100 == 2, r.code, r.enhanced, describeReply(r), at_mail_from};
 }
 
 }  // namespace
 
 SmtpSession::SmtpSession(SessionHost& host, ConnectionPlan plan)
     : ParsedSession(host, std::move(plan), "reply") {}
+
+std::string SmtpSession::describeReply(const SmtpReply& r) const {
+  return describePeer(std::to_string(r.code) + " " + r.text());
+}
+
+RecipientVerdict SmtpSession::verdictOf(const SmtpReply& r, bool at_mail_from) const {
+  return {r.code / 100 == 2, r.code, r.enhanced, describeReply(r), at_mail_from};
+}
 
 std::optional<Phase> SmtpSession::phaseOf(State state) const {
   switch (state) {

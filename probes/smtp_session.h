@@ -56,6 +56,9 @@ class SmtpSession final : public ParsedSession<SmtpReplyParser, SmtpState> {
   void handleRcpt(const SmtpReply& r);
   // 421 (RFC 5321 3.8): the server is closing; ends the conversation and returns true.
   bool closing(const SmtpReply& r);
+  // The reply for a detail, the password taken out (describePeer).
+  std::string describeReply(const SmtpReply& r) const;
+  RecipientVerdict verdictOf(const SmtpReply& r, bool at_mail_from) const;
 
   void afterEhlo();
   void beginStartTls();

@@ -36,6 +36,9 @@ struct FaultServer::Step {
     Hold,        // say nothing more; the connection stays open until the client closes it
     // Ask the client to renegotiate (TLS 1.2); the new handshake runs as its bytes are read.
     Renegotiate,
+    // Play one login (EchoLogin): read the command, send the challenges its mechanism needs,
+    // read the answers, then refuse it, quoting every line read for it.
+    EchoLogin,
   };
   Kind kind;
   std::string bytes;
@@ -54,6 +57,8 @@ struct FaultServer::Peer {
   std::unique_ptr<TlsServerEngine> tls;
   bool tls_up = false;
   bool renegotiating = false;  // asked, the client's new handshake not yet complete
+  std::string echo;            // EchoLogin: the lines of the login read so far
+  std::vector<std::string> challenges;  // EchoLogin: still to send, one per line to read
   bool close_when_flushed = false;
   bool dead = false;
 
@@ -116,6 +121,53 @@ std::string goodbye(FaultProtocol p) {
   return p == FaultProtocol::Smtp ? "221 2.0.0 Bye\r\n" : "* BYE logging out\r\n{tag} OK done\r\n";
 }
 
+// The whole answer to EHLO / CAPABILITY once a login may be made.
+std::string loginCapabilities(FaultProtocol p) {
+  return p == FaultProtocol::Smtp
+             ? "250-fault.test\r\n250-AUTH PLAIN LOGIN CRAM-MD5\r\n250 8BITMIME\r\n"
+             : "* CAPABILITY IMAP4rev1 SASL-IR AUTH=PLAIN AUTH=LOGIN AUTH=CRAM-MD5\r\n"
+               "{tag} OK done\r\n";
+}
+
+// The challenges a login command asks for before the client has said everything: "AUTH LOGIN"
+// wants the user and the password, "AUTH PLAIN" without an initial response the PLAIN message,
+// CRAM-MD5 its response; IMAP LOGIN and an initial response need none.
+std::vector<std::string> loginChallenges(FaultProtocol p, std::string_view command) {
+  std::vector<std::string> words;
+  for (size_t at = 0; at < command.size();) {
+    size_t end = std::min(command.find(' ', at), command.size());
+    words.emplace_back(command.substr(at, end - at));
+    at = end + 1;
+  }
+  // SMTP: AUTH <mechanism> [initial]; IMAP: <tag> AUTHENTICATE <mechanism> [initial].
+  const size_t m = p == FaultProtocol::Smtp ? 1 : 2;
+  const std::string verb = p == FaultProtocol::Smtp ? "AUTH" : "AUTHENTICATE";
+  if (words.size() <= m || words[m - 1] != verb) {
+    return {};  // IMAP LOGIN, or not a login command at all: refuse it at once
+  }
+  const std::string prefix = p == FaultProtocol::Smtp ? "334 " : "+ ";
+  const std::string user = prefix + "VXNlcm5hbWU6";      // "Username:"
+  const std::string password = prefix + "UGFzc3dvcmQ6";  // "Password:"
+  const bool initial = words.size() > m + 1;
+  const std::string& mechanism = words[m];
+  if (mechanism == "PLAIN") {
+    return initial ? std::vector<std::string>{} : std::vector<std::string>{prefix};
+  }
+  if (mechanism == "LOGIN") {
+    return initial ? std::vector<std::string>{password} : std::vector<std::string>{user, password};
+  }
+  if (mechanism == "CRAM-MD5") {
+    return {prefix + "PDE4OTYuNjk3MTcwOTUyQGZhdWx0LnRlc3Q+"};  // "<1896.697170952@fault.test>"
+  }
+  return {};
+}
+
+std::string loginRefusal(FaultProtocol p, const std::string& echo) {
+  return p == FaultProtocol::Smtp
+             ? "535 5.7.8 Authentication failed for " + echo + "\r\n"
+             : "{tag} NO [AUTHENTICATIONFAILED] Authentication failed for " + echo + "\r\n";
+}
+
 // What a man in the middle slips in after the STARTTLS reply: a forged capability list.
 std::string injected(FaultProtocol p) {
   return p == FaultProtocol::Smtp ? "250-fault.test\r\n250 AUTH PLAIN LOGIN\r\n"
@@ -147,7 +199,8 @@ std::vector<Step> scriptFor(const FaultOptions& o) {
   };
   bool tls_fault = o.fault == Fault::TlsAlert || o.fault == Fault::TlsAlertProtocolVersion ||
                    o.fault == Fault::TlsVersionRefused || o.fault == Fault::TlsGarbage ||
-                   o.fault == Fault::TlsStall || o.fault == Fault::EndlessReplyOverTls;
+                   o.fault == Fault::TlsStall || o.fault == Fault::EndlessReplyOverTls ||
+                   o.fault == Fault::EchoLogin;
   if (tls_fault && o.via_starttls) {
     append(toStartTls(p));
   }
@@ -221,6 +274,14 @@ std::vector<Step> scriptFor(const FaultOptions& o) {
               step(Kind::ReadLine), send(capabilities(p)), step(Kind::ReadLine), send(goodbye(p)),
               step(Kind::Close)});
       break;
+    case Fault::EchoLogin:
+      append({step(Kind::TlsAccept)});
+      if (!o.via_starttls) {
+        append({send(greeting(p))});
+      }
+      append({step(Kind::ReadLine), send(loginCapabilities(p)), step(Kind::EchoLogin),
+              step(Kind::ReadLine), send(goodbye(p)), step(Kind::Close)});
+      break;
   }
   return s;
 }
@@ -276,6 +337,8 @@ std::string_view toString(Fault fault) {
       return "endless_reply_over_tls";
     case Fault::RenegotiateOverTls:
       return "renegotiate_over_tls";
+    case Fault::EchoLogin:
+      return "echo_login";
   }
   return "?";
 }
@@ -580,6 +643,32 @@ void FaultServer::advance(Peer& peer) {
       }
       case Kind::Hold:
         return;
+      case Kind::EchoLogin: {
+        size_t lf = peer.in.find('\n');
+        if (lf == std::string::npos) {
+          return;
+        }
+        std::string line = peer.in.substr(0, lf);
+        peer.in.erase(0, lf + 1);
+        if (!line.empty() && line.back() == '\r') {
+          line.pop_back();
+        }
+        if (peer.echo.empty()) {
+          peer.tag = line.substr(0, line.find(' '));
+          peer.challenges = loginChallenges(options_.protocol, line);
+          std::reverse(peer.challenges.begin(), peer.challenges.end());
+        }
+        peer.echo += (peer.echo.empty() ? "" : " ") + line;
+        if (!peer.challenges.empty()) {
+          queue(peer, peer.challenges.back() + "\r\n");
+          peer.challenges.pop_back();
+          break;
+        }
+        queue(peer, replaceTag(loginRefusal(options_.protocol, peer.echo), peer.tag));
+        peer.echo.clear();
+        ++peer.step;
+        break;
+      }
       case Kind::Renegotiate:
         if (!peer.tls->renegotiate()) {
           peer.close_when_flushed = true;

@@ -48,6 +48,11 @@ enum class Fault {
   // renegotiation asked for right behind the greeting, in the same write. The client's next
   // command has to wait for the new handshake, not vanish.
   RenegotiateOverTls,
+  // Over TLS (implicit, or after STARTTLS), a server that offers AUTH PLAIN, LOGIN and CRAM-MD5
+  // (IMAP: also the LOGIN command), plays each mechanism's challenges, then refuses the login
+  // quoting back every line the client sent for it, credentials included: the client must not
+  // put them in its details.
+  EchoLogin,
 };
 
 std::string_view toString(Fault fault);

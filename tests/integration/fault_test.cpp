@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "daemon/one_shot.h"
+#include "tests/fakes/secret_scan.h"
 #include "tests/fakes/test_certs.h"
 #include "tests/fault/fault_server.h"
 
@@ -242,6 +243,46 @@ TEST(FaultRenegotiationTest, CommandsWaitForTheNewHandshake) {
     EXPECT_EQ(r.tls->version, "TLSv1.2");
     EXPECT_FALSE(r.capabilities_after_tls.empty()) << "the capability command was answered";
     EXPECT_LT(run.elapsed, kPhaseTimeout) << "no deadline was needed";
+  }
+}
+
+// A server that refuses every login quoting back the lines the client sent for it (the
+// command, the AUTH PLAIN message, the base64 password of AUTH LOGIN, the IMAP LOGIN command
+// with the quoted password). Every mechanism fails with auth_failed and says what the server
+// said, but no form of the password reaches a detail, an attempt or the sentence.
+TEST(FaultEchoLoginTest, ARefusalQuotingTheLoginShowsNoPassword) {
+  Pki pki;
+  const Credentials credentials{"probe@fault.test", "Echo-Me-If-You-Dare-7f3a9c2e51d8b604"};
+  const auto forms = testing::passwordForms(credentials.user, credentials.password);
+  for (FaultProtocol p : {FaultProtocol::Smtp, FaultProtocol::Imap}) {
+    for (Security security : {Security::Tls, Security::StartTls}) {
+      SCOPED_TRACE(std::string(toString(p)) + " " + std::string(toString(security)));
+      FaultServer server(options(p, Fault::EchoLogin, security, pki));
+      EndpointSpec spec = faultSpec(p, security, server.port(), pki.ca_file);
+      auto start = std::chrono::steady_clock::now();
+      std::vector<ProbeResult> results = runOnce({ProbeJob{spec, credentials}});
+      auto elapsed = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - start);
+      ASSERT_EQ(results.size(), 1u);
+      const ProbeResult& r = results.front();
+
+      EXPECT_EQ(r.reason, FailureReason::AuthFailed) << r.detail;
+      EXPECT_EQ(r.phase, Phase::Auth);
+      // IMAP: the LOGIN command, AUTHENTICATE PLAIN, LOGIN and CRAM-MD5; SMTP: the last three.
+      const size_t mechanisms = p == FaultProtocol::Imap ? 4 : 3;
+      EXPECT_EQ(server.connections(), mechanisms);
+      ASSERT_EQ(r.auth.size(), mechanisms);
+      std::string shown = r.detail + "\n" + r.sentence + "\n";
+      for (const AuthAttempt& a : r.auth) {
+        EXPECT_EQ(a.reason, FailureReason::AuthFailed) << a.mechanism << ": " << a.detail;
+        // What the server said is kept, the credentials taken out of it.
+        EXPECT_NE(a.detail.find("Authentication failed for"), std::string::npos) << a.detail;
+        shown += a.mechanism + ": " + a.detail + "\n";
+      }
+      EXPECT_EQ(testing::findSecrets("the probe's result", shown, forms), "") << shown;
+      EXPECT_LT(elapsed, kPhaseTimeout) << "refused at once, no deadline needed";
+      std::cout << "[ fault    ] " << toString(p) << " echo_login " << security << ": " << r.reason
+                << " in " << r.phase << " (" << r.detail << ")\n";
+    }
   }
 }
 
