@@ -13,6 +13,9 @@ packages=(
   dovecot-core dovecot-imapd postfix openssl
   # real clients and tools the tests compare against; chromium renders the status page
   swaks curl iproute2 prometheus systemd chromium
+  # swaks's TLS (Net::SSLeay) and AUTH CRAM-MD5 (Digest::HMAC_MD5) are only Recommends or
+  # Suggests: without them, with --no-install-recommends, swaks -tls exits 10
+  libnet-ssleay-perl libauthen-sasl-perl libdigest-hmac-perl
 )
 
 if [ "$(id -u)" != 0 ]; then
