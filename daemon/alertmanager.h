@@ -79,8 +79,8 @@ enum class PushResult {
   ProtocolError,  // not an HTTP answer, or the connection closed before a whole one
 };
 inline constexpr PushResult kPushResults[] = {
-    PushResult::Ok,       PushResult::ResolveFailed, PushResult::ConnectFailed,
-    PushResult::Timeout,  PushResult::TlsFailed,     PushResult::HttpError,
+    PushResult::Ok,           PushResult::ResolveFailed, PushResult::ConnectFailed,
+    PushResult::Timeout,      PushResult::TlsFailed,     PushResult::HttpError,
     PushResult::ProtocolError};
 // "ok", "resolve_failed", "connect_failed", "timeout", "tls_failed", "http_error",
 // "protocol_error".
@@ -120,7 +120,7 @@ Alert clientAlert(const Verdict& v, const AlertSettings& settings, int64_t now);
 
 // [alertmanager] of the config file; no table, no push.
 struct AlertmanagerConfig {
-  std::vector<AlertmanagerUrl> urls;  // each one gets every alert (an HA pair: both)
+  std::vector<AlertmanagerUrl> urls;          // each one gets every alert (an HA pair: both)
   std::chrono::milliseconds timeout{10'000};  // one whole push: resolve, connect, TLS, answer
   std::string ca_file;  // https: PEM bundle to verify Alertmanager against; "": the system store
   // labels: instance (this machine's host name), job ("mailprobed"), severity ("critical"),

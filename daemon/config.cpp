@@ -147,8 +147,8 @@ const std::vector<std::string_view> kPolicyKeys{"port", "untrusted", "trusted", 
 constexpr milliseconds kDefaultRelayInterval{5 * 60 * 1000};
 const std::vector<std::string_view> kEndpointOnlyKeys{
     "service", "port", "security", "auth", "starttls_required", "mechanisms"};
-const std::vector<std::string_view> kAlertmanagerKeys{"urls",     "timeout", "resend_interval",
-                                                      "for",      "ca_file", "labels"};
+const std::vector<std::string_view> kAlertmanagerKeys{"urls", "timeout", "resend_interval",
+                                                      "for",  "ca_file", "labels"};
 const std::vector<std::string_view> kTopKeys{"daemon", "defaults", "account", "host",
                                              "alertmanager"};
 
@@ -666,6 +666,8 @@ class Loader {
 
   // Where an inline password was written (for the file-mode warning).
   const std::optional<Pos>& inlinePassword() const { return inline_password_; }
+  // Where an Alertmanager URL with a password was written (idem).
+  const std::optional<Pos>& urlPassword() const { return url_password_; }
 
  private:
   std::string k(std::string_view key) const { return d_.key(key); }
@@ -732,6 +734,7 @@ class Loader {
   std::string base_dir_;
   const AddressCheck& has_address_;
   std::optional<Pos> inline_password_;
+  std::optional<Pos> url_password_;
 };
 
 std::optional<std::string_view> Loader::unknownKey(const toml::key& key, std::string_view where,
@@ -1047,7 +1050,8 @@ void Loader::readAlertmanager(const toml::node& n, AlertmanagerConfig& out) {
     typeError("alertmanager", "a table [alertmanager]", n);
     return;
   }
-  out.alerts.labels = {{"instance", localHostName()}, {"job", "mailprobed"}, {"severity", "critical"}};
+  out.alerts.labels = {
+      {"instance", localHostName()}, {"job", "mailprobed"}, {"severity", "critical"}};
   bool urls_given = false;
   for (auto&& [key, value] : *table) {
     std::string_view name = key.str();
@@ -1074,8 +1078,8 @@ void Loader::readAlertmanager(const toml::node& n, AlertmanagerConfig& out) {
           d_.error(at(element), "urls: " + error);
           continue;
         }
-        if (!url->password.empty() && !inline_password_) {
-          inline_password_ = at(element);  // the file now holds a secret: see its mode
+        if (!url->password.empty() && !url_password_) {
+          url_password_ = at(element);  // the file now holds a secret: see its mode
         }
         bool twice = std::any_of(out.urls.begin(), out.urls.end(), [&](const AlertmanagerUrl& u) {
           return u.https == url->https && lowerAscii(u.host) == lowerAscii(url->host) &&
@@ -1094,11 +1098,10 @@ void Loader::readAlertmanager(const toml::node& n, AlertmanagerConfig& out) {
     } else if (name == "for") {
       // Zero is allowed here: alert at once.
       bool zero = (value.is_integer() && value.as_integer()->get() == 0) ||
-                  (value.is_string() &&
-                   parseDuration(value.as_string()->get()) == milliseconds{0});
+                  (value.is_string() && parseDuration(value.as_string()->get()) == milliseconds{0});
       if (value.is_integer() && value.as_integer()->get() < 0) {
-        d_.error(at(value), "for: must not be negative, got " +
-                                std::to_string(value.as_integer()->get()));
+        d_.error(at(value),
+                 "for: must not be negative, got " + std::to_string(value.as_integer()->get()));
       } else {
         out.alerts.hold =
             zero ? milliseconds{0} : readDuration(name, value).value_or(out.alerts.hold);
@@ -1112,7 +1115,8 @@ void Loader::readAlertmanager(const toml::node& n, AlertmanagerConfig& out) {
     }
   }
   if (!urls_given) {
-    d_.error(at(n), "[alertmanager]: no urls; say where to push, e.g. urls = [\"http://127.0.0.1:9093\"]");
+    d_.error(at(n),
+             "[alertmanager]: no urls; say where to push, e.g. urls = [\"http://127.0.0.1:9093\"]");
   }
 }
 
@@ -2156,13 +2160,19 @@ LoadResult loadInternal(std::string_view text, const std::string& path, const Ge
   Diagnostics diag(path, false);
   Loader loader(diag, getenv, directoryOf(path), has_address);
   std::optional<Config> config = loader.build(root);
-  if (file_mode && (*file_mode & (S_IRGRP | S_IROTH)) && loader.inlinePassword()) {
-    diag.warning(*loader.inlinePassword(),
-                 "this file holds an inline password and is readable by " +
-                     std::string((*file_mode & S_IROTH) ? "every user" : "its group") + " (mode " +
-                     octalMode(*file_mode) +
-                     "); chmod 600 it or move the password "
-                     "to a credential or file");
+  if (file_mode && (*file_mode & (S_IRGRP | S_IROTH))) {
+    std::string readable = std::string((*file_mode & S_IROTH) ? "every user" : "its group") +
+                           " (mode " + octalMode(*file_mode) + "); chmod 600 it";
+    if (loader.inlinePassword()) {
+      diag.warning(*loader.inlinePassword(),
+                   "this file holds an inline password and is readable by " + readable +
+                       " or move the password to a credential or file");
+    }
+    if (loader.urlPassword()) {
+      diag.warning(
+          *loader.urlPassword(),
+          "this file holds the password of an Alertmanager URL and is readable by " + readable);
+    }
   }
   result.errors = diag.takeErrors();
   ProfileLoad profiles = loadProfiles(root, path);

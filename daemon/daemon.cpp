@@ -8,6 +8,8 @@
 #include <mutex>
 #include <set>
 
+#include "daemon/alert_pusher.h"
+#include "daemon/duration.h"
 #include "daemon/http_server.h"
 #include "daemon/log.h"
 #include "daemon/scheduler.h"
@@ -94,6 +96,7 @@ class Daemon {
         },
         [this](const std::string& key, double) { onStart(key); }, &tls_contexts_);
     applyConfig();
+    configurePusher();
     publish();
 
     std::string error;
@@ -320,7 +323,34 @@ class Daemon {
       }
     }
     verdicts_ = verdicts;
+    if (pusher_) {
+      pusher_->update(verdicts);
+    }
     return verdicts;
+  }
+
+  // [alertmanager]: the pusher follows the config; without the table there is none (its
+  // requests cancelled, its timer closed).
+  void configurePusher() {
+    const AlertmanagerConfig& am = config_.alertmanager;
+    if (!am.enabled()) {
+      if (pusher_) {
+        log::notice("alerts are no longer pushed to Alertmanager");
+      }
+      pusher_.reset();
+      return;
+    }
+    std::string urls;
+    for (const auto& u : am.urls) {
+      urls += (urls.empty() ? "" : ", ") + u.redacted();
+    }
+    log::info("client alerts pushed to " + urls + ", resent every " +
+              formatDuration(am.alerts.resend_interval));
+    if (pusher_) {
+      pusher_->configure(am);
+    } else {
+      pusher_ = std::make_unique<AlertPusher>(&loop_, am);
+    }
   }
 
   void publish() {
@@ -332,6 +362,9 @@ class Daemon {
     snap->endpoints = states_;
     snap->relay = relay_states_;
     snap->verdicts = judgeProfiles(*snap);
+    if (pusher_) {
+      snap->daemon.alertmanagers = pusher_->stats();
+    }
     std::lock_guard<std::mutex> lock(snapshot_mutex_);
     snapshot_ = std::move(snap);
   }
@@ -370,6 +403,7 @@ class Daemon {
       // probes in flight finish with the one they hold.
       tls_contexts_.clear();
       applyConfig();
+      configurePusher();
       stats_.config_last_reload_successful = true;
       stats_.config_last_reload_success_timestamp = unixNow();
       stats_.config_last_reload_error.clear();
@@ -406,6 +440,7 @@ class Daemon {
     if (scheduler_) {
       scheduler_->stop(nullptr);
     }
+    pusher_.reset();  // a push in flight is cancelled: a stop never waits on Alertmanager
     for (uv_handle_t* h :
          {reinterpret_cast<uv_handle_t*>(&sighup_), reinterpret_cast<uv_handle_t*>(&sigterm_),
           reinterpret_cast<uv_handle_t*>(&sigint_), reinterpret_cast<uv_handle_t*>(&tick_),
@@ -468,6 +503,7 @@ class Daemon {
   TlsContextCache tls_contexts_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<HttpServer> http_;
+  std::unique_ptr<AlertPusher> pusher_;  // with [alertmanager] only
   std::vector<EndpointState> states_;
   std::map<std::string, size_t> index_;
   std::vector<RelayState> relay_states_;

@@ -566,6 +566,11 @@ void emitAll(Sink& out, const Snapshot& s) {
       out.add("mailprobe_probes_in_flight_max", "The limit on endpoint probes running at once.", G);
   auto loop_lag = out.add("mailprobe_event_loop_lag_seconds",
                           "Last measured delay of the event loop behind its timers.", G);
+  auto pushes = out.add("mailprobe_alertmanager_push_total",
+                        "Pushes of the client alerts to each configured Alertmanager, by how "
+                        "they ended: ok, resolve_failed, connect_failed, timeout, tls_failed, "
+                        "http_error, protocol_error.",
+                        C);
 
   const DaemonStats& d = s.daemon;
   out.sample(build_info,
@@ -579,6 +584,12 @@ void emitAll(Sink& out, const Snapshot& s) {
   out.sample(in_flight, {}, d.probes_in_flight);
   out.sample(in_flight_max, {}, d.max_probes_in_flight);
   out.sample(loop_lag, {}, d.loop_lag_seconds);
+  for (const AlertmanagerStats& am : d.alertmanagers) {
+    for (const auto& [result, count] : am.pushes) {
+      out.sample(pushes, {{"alertmanager", am.url}, {"result", toString(result)}},
+                 static_cast<double>(count));
+    }
+  }
 
   // Every configured endpoint, from the first scrape on.
   auto interval = out.add("mailprobe_endpoint_interval_seconds",

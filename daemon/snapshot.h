@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/alertmanager.h"
 #include "daemon/profiles.h"
 #include "probes/relay.h"
 #include "probes/types.h"
@@ -67,6 +68,12 @@ struct RelayState {
   bool openRelay() const;    // a cell of the last run is open_relay
 };
 
+// The pushes to one configured Alertmanager ([alertmanager] urls), since it was configured.
+struct AlertmanagerStats {
+  std::string url;                        // AlertmanagerUrl::redacted(): never the credentials
+  std::map<PushResult, uint64_t> pushes;  // every PushResult, 0 until it happens
+};
+
 struct DaemonStats {
   std::string version;
   int64_t start_timestamp = 0;
@@ -78,7 +85,8 @@ struct DaemonStats {
   std::string config_last_reload_error;  // the first error of a refused reload, "" otherwise
   int probes_in_flight = 0;
   int max_probes_in_flight = 0;
-  double loop_lag_seconds = 0;  // last measured event-loop lag
+  double loop_lag_seconds = 0;                   // last measured event-loop lag
+  std::vector<AlertmanagerStats> alertmanagers;  // in config order; empty without the push
 };
 
 struct Snapshot {

@@ -10,11 +10,6 @@ namespace {
 
 constexpr size_t kReadBufferSize = 16 * 1024;
 
-struct WriteRequest {
-  uv_write_t req;
-  std::string data;
-};
-
 std::string uvError(int status) {
   return uv_strerror(status);
 }
@@ -34,6 +29,22 @@ FailureReason connectFailure(int status) {
 }
 
 }  // namespace
+
+int writeOwned(uv_stream_t* stream, std::string bytes) {
+  struct WriteRequest {
+    uv_write_t req;
+    std::string data;
+  };
+  auto* w = new WriteRequest;
+  w->data = std::move(bytes);
+  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
+  int rc = uv_write(&w->req, stream, &buf, 1,
+                    [](uv_write_t* req, int) { delete reinterpret_cast<WriteRequest*>(req); });
+  if (rc != 0) {
+    delete w;
+  }
+  return rc;
+}
 
 Connection* Connection::start(uv_loop_t* loop, const sockaddr_storage& address, ConnectionPlan plan,
                               std::shared_ptr<TlsContext> tls, Done done) {
@@ -260,14 +271,8 @@ void Connection::writeRaw(std::string bytes) {
   if (state_ != State::Open) {
     return;
   }
-  auto* w = new WriteRequest;
-  w->data = std::move(bytes);
-  w->req.data = this;
-  uv_buf_t buf = uv_buf_init(w->data.data(), static_cast<unsigned>(w->data.size()));
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1,
-                    [](uv_write_t* req, int) { delete reinterpret_cast<WriteRequest*>(req); });
+  int rc = writeOwned(reinterpret_cast<uv_stream_t*>(&tcp_), std::move(bytes));
   if (rc != 0) {
-    delete w;
     session_->abort(FailureReason::ConnectionClosed, phase_, "write: " + uvError(rc));
     close();
   }

@@ -29,6 +29,10 @@ struct ConnectionResult {
   std::string mechanism;
 };
 
+// uv_write of `bytes`, which the write request owns until libuv is done with them; returns
+// uv_write's code (0, or an error: nothing was queued).
+int writeOwned(uv_stream_t* stream, std::string bytes);
+
 class Connection final : public SessionHost {
  public:
   using Done = std::function<void(ConnectionResult)>;

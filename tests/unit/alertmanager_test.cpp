@@ -7,6 +7,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <sstream>
@@ -89,7 +93,8 @@ TEST(AlertmanagerUrl, EachMistakeSaysWhatIsWrongWithoutTheCredentials) {
       {"http://::1:9093",
        "\"http://::1:9093\": \"::1\" is not a host name or IP address (an IPv6 address goes in "
        "brackets, as in http://[::1]:9093)"},
-      {"http://[::g]:9093", "\"http://[::g]:9093\": the address in brackets is not an IPv6 address"},
+      {"http://[::g]:9093",
+       "\"http://[::g]:9093\": the address in brackets is not an IPv6 address"},
       {"http://[::1]9093", "\"http://[::1]9093\": expected ':port' after the IPv6 address"},
       {"http://127.0.0.1:99999",
        "\"http://127.0.0.1:99999\": the port must be a number from 1 to 65535"},
@@ -178,14 +183,13 @@ TEST(AlertmanagerPayload, AFailingVerdictIsTheRulesAlertWithItsSentence) {
   Verdict v = failing("android-guide", Direction::Outgoing, FailureReason::AuthMechanismMissing,
                       kT0, kT0 + 300);
   Alert a = clientAlert(v, settings(), kT0 + 300);
-  const std::map<std::string, std::string> labels{
-      {"alertname", "MailClientConfigFailing"},
-      {"profile", "android-guide"},
-      {"direction", "outgoing"},
-      {"reason", "auth_mechanism_missing"},
-      {"severity", "critical"},
-      {"instance", "probe-1"},
-      {"job", "mailprobed"}};
+  const std::map<std::string, std::string> labels{{"alertname", "MailClientConfigFailing"},
+                                                  {"profile", "android-guide"},
+                                                  {"direction", "outgoing"},
+                                                  {"reason", "auth_mechanism_missing"},
+                                                  {"severity", "critical"},
+                                                  {"instance", "probe-1"},
+                                                  {"job", "mailprobed"}};
   EXPECT_EQ(a.labels, labels);
   EXPECT_EQ(a.annotations.at("summary"), "android-guide clients cannot send mail");
   EXPECT_EQ(a.annotations.at("description"),
@@ -200,8 +204,8 @@ TEST(AlertmanagerPayload, AFailingVerdictIsTheRulesAlertWithItsSentence) {
 }
 
 TEST(AlertmanagerPayload, TheJsonIsAnArrayOfAlertsAsApiV2Reads) {
-  Verdict v = failing("android-guide", Direction::Outgoing, FailureReason::AuthMechanismMissing,
-                      kT0, kT0);
+  Verdict v =
+      failing("android-guide", Direction::Outgoing, FailureReason::AuthMechanismMissing, kT0, kT0);
   Alert a = clientAlert(v, settings(), kT0);
   a.annotations["description"] = "quote \" backslash \\ newline \n tab \t bell \x07 é";
   a.labels["site"] = "Zürich";
@@ -257,8 +261,8 @@ TEST(AlertBook, AFailureFiresIsResentAndResolvesWhenItWorksAgain) {
   EXPECT_FALSE(book.update({ok_out}, kT0));
   EXPECT_TRUE(book.toSend(kT0).empty());
 
-  Verdict bad = failing("android-guide", Direction::Outgoing, FailureReason::AuthFailed, kT0 + 60,
-                        kT0 + 60);
+  Verdict bad =
+      failing("android-guide", Direction::Outgoing, FailureReason::AuthFailed, kT0 + 60, kT0 + 60);
   EXPECT_TRUE(book.update({bad}, kT0 + 60));
   std::vector<Alert> sent = book.toSend(kT0 + 60);
   ASSERT_EQ(sent.size(), 1u);
@@ -293,9 +297,9 @@ TEST(AlertBook, ANewReasonResolvesTheOldAlertAndFiresANewOne) {
   AlertBook book(settings());
   EXPECT_TRUE(book.update(
       {failing("ios-mail", Direction::Incoming, FailureReason::CertExpired, kT0, kT0)}, kT0));
-  EXPECT_TRUE(book.update({failing("ios-mail", Direction::Incoming,
-                                   FailureReason::ConnectRefused, kT0 + 60, kT0 + 60)},
-                          kT0 + 60));
+  EXPECT_TRUE(book.update(
+      {failing("ios-mail", Direction::Incoming, FailureReason::ConnectRefused, kT0 + 60, kT0 + 60)},
+      kT0 + 60));
   std::vector<Alert> sent = book.toSend(kT0 + 60);
   ASSERT_EQ(sent.size(), 2u);
   std::map<std::string, const Alert*> by_reason;
@@ -422,11 +426,14 @@ labels = { instance = "mail-monitor", team = "mail", severity = "warning" }
   EXPECT_EQ(two.timeout, 3s);
   EXPECT_EQ(two.alerts.resend_interval, 30s);
   EXPECT_EQ(two.alerts.hold, 5min);
-  const std::map<std::string, std::string> custom{
-      {"instance", "mail-monitor"}, {"job", "mailprobed"}, {"severity", "warning"}, {"team", "mail"}};
+  const std::map<std::string, std::string> custom{{"instance", "mail-monitor"},
+                                                  {"job", "mailprobed"},
+                                                  {"severity", "warning"},
+                                                  {"team", "mail"}};
   EXPECT_EQ(two.alerts.labels, custom);
 
-  EXPECT_EQ(load("[alertmanager]\nurls = [\"http://a:9093\"]\nfor = 0\n").config->alertmanager.alerts.hold,
+  EXPECT_EQ(load("[alertmanager]\nurls = [\"http://a:9093\"]\nfor = 0\n")
+                .config->alertmanager.alerts.hold,
             0s);
   EXPECT_EQ(load("[alertmanager]\nurls = [\"http://a:9093\"]\nfor = \"0s\"\n")
                 .config->alertmanager.alerts.hold,
@@ -523,7 +530,8 @@ TEST(AlertmanagerConfig, EachErrorAtItsPlace) {
 
 TEST(AlertmanagerConfig, CredentialsInAUrlNeverShowInErrorsOrWarnings) {
   // Loads: the password is kept for the Authorization header only.
-  LoadResult ok = load("[alertmanager]\nurls = [\"http://pusher:" + kSecret + "@127.0.0.1:9093\"]\n");
+  LoadResult ok =
+      load("[alertmanager]\nurls = [\"http://pusher:" + kSecret + "@127.0.0.1:9093\"]\n");
   ASSERT_TRUE(ok.ok()) << errorsOf(ok);
   EXPECT_EQ(ok.config->alertmanager.urls[0].password, kSecret);
   for (const auto& w : ok.config->warnings) {
@@ -538,7 +546,7 @@ TEST(AlertmanagerConfig, CredentialsInAUrlNeverShowInErrorsOrWarnings) {
           "@a:1\"]\n",
       "[alertmanager]\nurls = \"http://pusher:" + kSecret + "@127.0.0.1:9093\"\n",  // wrong type
       "[alertmanager]\nurls = [\"http://pusher:" + kSecret + "\\q@127.0.0.1:9093\"]\n",  // syntax
-      "[alertmanager]\nurls = [\"http://pusher:" + kSecret + "@127.0.0.1:9093]\n",  // syntax
+      "[alertmanager]\nurls = [\"http://pusher:" + kSecret + "@127.0.0.1:9093]\n",       // syntax
       "[alertmanager]\nurls = [\"http://pusher:" + kSecret + "@127.0.0.1:9093\"]\nx = 1\n",
   };
   for (const std::string& text : bad) {
@@ -550,6 +558,29 @@ TEST(AlertmanagerConfig, CredentialsInAUrlNeverShowInErrorsOrWarnings) {
       EXPECT_EQ(e.format().find(kSecret), std::string::npos) << e.format();
     }
   }
+  // A file others can read that holds such a URL gives a warning, without the password.
+  char dir_template[] = "/tmp/mailprobe-am-XXXXXX";
+  std::string dir = ::mkdtemp(dir_template);
+  const std::string path = dir + "/mailprobed.toml";
+  std::ofstream(path) << "[alertmanager]\nurls = [\"http://pusher:" + kSecret +
+                             "@127.0.0.1:9093\"]\n"
+                      << kHost;
+  for (mode_t mode : {0600, 0640, 0644}) {
+    ::chmod(path.c_str(), mode);
+    LoadResult r = loadConfig(path, processEnv(), [](const std::string&) { return std::string(); });
+    ASSERT_TRUE(r.ok()) << errorsOf(r);
+    if (mode == 0600) {
+      EXPECT_TRUE(r.config->warnings.empty());
+      continue;
+    }
+    ASSERT_EQ(r.config->warnings.size(), 1u);
+    EXPECT_EQ(
+        r.config->warnings[0],
+        path + ":2:9: this file holds the password of an Alertmanager URL and is readable by " +
+            (mode == 0644 ? "every user (mode 0644)" : "its group (mode 0640)") + "; chmod 600 it");
+  }
+  std::filesystem::remove_all(dir);
+
   // Control: a value without credentials is quoted in its error, so the check above can fail.
   LoadResult control = load("[alertmanager]\nurls = [\"http://" + kSecret + "x:1:2\"]\n");
   ASSERT_FALSE(control.errors.empty());

@@ -101,6 +101,13 @@ Snapshot richSnapshot() {
   s.daemon.probes_in_flight = 2;
   s.daemon.max_probes_in_flight = 8;
   s.daemon.loop_lag_seconds = 0.002;
+  AlertmanagerStats am{.url = "http://***@alertmanager.example.org:9093", .pushes = {}};
+  for (PushResult r : kPushResults) {
+    am.pushes[r] = 0;
+  }
+  am.pushes[PushResult::Ok] = 12;
+  am.pushes[PushResult::Timeout] = 2;
+  s.daemon.alertmanagers.push_back(am);
 
   // imap.example.org 993 tls: IPv4 works, IPv6 times out.
   EndpointState imaps{.host = "imap.example.org",
@@ -500,8 +507,12 @@ TEST(Metrics, NoServerTextAddressOrSecretBecomesALabel) {
                                           "25",
                                           "office",
                                           "outside",
-                                          "android-guide"};
+                                          "android-guide",
+                                          "http://***@alertmanager.example.org:9093"};
   std::set<std::string> bounded(identity);
+  for (auto r : kPushResults) {
+    bounded.insert(std::string(toString(r)));
+  }
   for (auto v : {"imap", "smtp", "none", "starttls", "tls", "ipv4", "ipv6", "before_tls",
                  "after_tls", "TLSv1.3", "TLS_AES_256_GCM_SHA384", "signed_in", "local", "accept",
                  "refuse", "true", "false", "incoming", "outgoing"}) {
