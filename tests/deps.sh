@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from Debian 12 packages, everything mailprobed needs to build and to run its whole
-# test suite (real Dovecot and Postfix, promtool, swaks, curl, headless Chromium). Needs root.
-# Idempotent.
+# test suite (real Dovecot and Postfix, promtool, Alertmanager, swaks, curl, headless Chromium).
+# Needs root. Idempotent.
 set -euo pipefail
 
 packages=(
@@ -11,8 +11,10 @@ packages=(
   libgtest-dev libgmock-dev libsystemd-dev libxml2-dev
   # the loopback mail servers of the integration tests and the demo
   dovecot-core dovecot-imapd postfix openssl
-  # real clients and tools the tests compare against; chromium renders the status page
-  swaks curl iproute2 prometheus systemd chromium
+  # real clients and tools the tests compare against; chromium renders the status page;
+  # prometheus-alertmanager receives the daemon's pushed alerts (the tests run their own on
+  # 127.0.0.1, on a port of theirs)
+  swaks curl iproute2 prometheus prometheus-alertmanager systemd chromium
   # swaks's TLS (Net::SSLeay) and AUTH CRAM-MD5 (Digest::HMAC_MD5) are only Recommends or
   # Suggests: without them, with --no-install-recommends, swaks -tls exits 10
   libnet-ssleay-perl libauthen-sasl-perl libdigest-hmac-perl

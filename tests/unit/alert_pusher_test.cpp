@@ -1,5 +1,6 @@
 // The push to Alertmanager on a real libuv loop, against a tiny HTTP listener on 127.0.0.1 run
-// by the test itself (plain or TLS, answering, silent, or closing at once): the request's bytes,
+// by the test itself (tests/fakes/http_listener.h: plain or TLS, answering, silent, or closing
+// at once): the request's bytes,
 // how each answer or failure is classified, the timeout bound, TLS verification before anything
 // is sent, cancellation, and the pusher's schedule (a push per change, one request in flight per
 // Alertmanager whatever happens meanwhile, nothing left on the loop once it is gone). The real
@@ -7,23 +8,16 @@
 
 #include "daemon/alert_pusher.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include <atomic>
 #include <chrono>
-#include <mutex>
 #include <optional>
 #include <thread>
 
 #include "daemon/http_post.h"
 #include "probes/tls_engine.h"
+#include "tests/fakes/http_listener.h"
 #include "tests/fakes/test_certs.h"
 #include "tests/fakes/tls_server_engine.h"
 
@@ -33,6 +27,7 @@ namespace {
 using namespace std::chrono_literals;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using Listener = testing::HttpListener;
 
 AlertmanagerUrl url(const std::string& text) {
   std::string error;
@@ -147,157 +142,6 @@ TEST(HttpResponseReader, ReadsTheStatusAndBodyHoweverTheBytesArrive) {
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// A tiny HTTP listener on 127.0.0.1, on its own thread, one connection at a time.
-
-class TinyHttpServer {
- public:
-  enum class Mode { Answer, Silent, CloseAtOnce };
-
-  TinyHttpServer(Mode mode, std::string response,
-                 std::optional<testing::TlsServerOptions> tls = std::nullopt)
-      : mode_(mode), response_(std::move(response)), tls_(std::move(tls)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int one = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 8) != 0) {
-      ADD_FAILURE() << "cannot listen on 127.0.0.1";
-      return;
-    }
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
-    thread_ = std::thread([this] { serve(); });
-  }
-
-  ~TinyHttpServer() {
-    stop_ = true;
-    if (thread_.joinable()) {
-      thread_.join();
-    }
-    ::close(fd_);
-  }
-
-  uint16_t port() const { return port_; }
-  std::string base() const { return "http://127.0.0.1:" + std::to_string(port_); }
-
-  // Whole requests received (plaintext), in order.
-  std::vector<std::string> requests() const {
-    std::lock_guard<std::mutex> lock(mu_);
-    return requests_;
-  }
-  int connections() const { return connections_; }
-  int openConnections() const { return open_; }
-  // Plaintext bytes received on connections whose request never completed (a TLS client that
-  // gave up after the handshake must have sent none).
-  size_t strayBytes() const { return stray_; }
-
- private:
-  // Whether `data` holds a whole request: headers and Content-Length bytes of body.
-  static bool complete(const std::string& data) {
-    size_t end = data.find("\r\n\r\n");
-    if (end == std::string::npos) {
-      return false;
-    }
-    size_t at = data.find("Content-Length: ");
-    size_t length = at == std::string::npos ? 0 : std::stoul(data.substr(at + 16));
-    return data.size() >= end + 4 + length;
-  }
-
-  bool waitReadable(int fd) {
-    while (!stop_) {
-      pollfd p{fd, POLLIN, 0};
-      if (::poll(&p, 1, 20) > 0) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  void serve() {
-    while (waitReadable(fd_)) {
-      int c = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
-      if (c < 0) {
-        continue;
-      }
-      ++connections_;
-      ++open_;
-      if (mode_ != Mode::CloseAtOnce) {
-        talk(c);
-      }
-      ::close(c);
-      --open_;
-    }
-  }
-
-  void talk(int c) {
-    std::unique_ptr<testing::TlsServerEngine> tls;
-    if (tls_) {
-      tls = std::make_unique<testing::TlsServerEngine>(*tls_);
-    }
-    auto send_all = [&](const std::string& bytes) {
-      for (size_t sent = 0; sent < bytes.size();) {
-        ssize_t n = ::send(c, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
-        if (n <= 0) {
-          return;
-        }
-        sent += static_cast<size_t>(n);
-      }
-    };
-    std::string request;
-    char buf[16384];
-    while (waitReadable(c)) {
-      ssize_t n = ::recv(c, buf, sizeof buf, 0);
-      if (n <= 0) {
-        break;
-      }
-      std::string plain(buf, static_cast<size_t>(n));
-      if (tls) {
-        tls->feedCiphertext(plain);
-        plain.clear();
-        if (tls->handshake() == testing::TlsServerEngine::Status::Failed) {
-          send_all(tls->takeCiphertext());
-          break;
-        }
-        tls->read(plain);
-        send_all(tls->takeCiphertext());
-      }
-      request += plain;
-      if (mode_ == Mode::Answer && complete(request)) {
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          requests_.push_back(request);
-        }
-        request.clear();
-        if (tls) {
-          tls->write(response_);
-          send_all(tls->takeCiphertext());
-        } else {
-          send_all(response_);
-        }
-        break;
-      }
-    }
-    stray_ += request.size();
-  }
-
-  Mode mode_;
-  std::string response_;
-  std::optional<testing::TlsServerOptions> tls_;
-  int fd_ = -1;
-  uint16_t port_ = 0;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> connections_{0};
-  std::atomic<int> open_{0};
-  std::atomic<size_t> stray_{0};
-  mutable std::mutex mu_;
-  std::vector<std::string> requests_;
-};
-
 const std::string kOk = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
 
 // A loop for one test; at the end, every handle must be closed.
@@ -341,7 +185,7 @@ class LoopTest : public ::testing::Test {
 using HttpPostTest = LoopTest;
 
 TEST_F(HttpPostTest, A2xxAnswerIsOkAndTheServerGetsExactlyTheRequest) {
-  TinyHttpServer server(TinyHttpServer::Mode::Answer, kOk);
+  Listener server(Listener::Mode::Answer, kOk);
   AlertmanagerUrl u = url("http://pusher:pw@127.0.0.1:" + std::to_string(server.port()));
   HttpPostResult r = post(u, 2s);
   EXPECT_EQ(r.result, PushResult::Ok) << r.detail;
@@ -352,9 +196,9 @@ TEST_F(HttpPostTest, A2xxAnswerIsOkAndTheServerGetsExactlyTheRequest) {
 }
 
 TEST_F(HttpPostTest, AnotherStatusIsAnHttpErrorWithTheServersWords) {
-  TinyHttpServer server(TinyHttpServer::Mode::Answer,
-                        "HTTP/1.1 400 Bad Request\r\nContent-Length: 45\r\n\r\n"
-                        "{\"code\":400,\"message\":\"start time is zero\"}\n\n");
+  Listener server(Listener::Mode::Answer,
+                  "HTTP/1.1 400 Bad Request\r\nContent-Length: 45\r\n\r\n"
+                  "{\"code\":400,\"message\":\"start time is zero\"}\n\n");
   HttpPostResult r = post(url(server.base()), 2s);
   EXPECT_EQ(r.result, PushResult::HttpError);
   EXPECT_EQ(r.status, 400);
@@ -364,7 +208,7 @@ TEST_F(HttpPostTest, AnotherStatusIsAnHttpErrorWithTheServersWords) {
 TEST_F(HttpPostTest, NothingListeningIsConnectFailed) {
   uint16_t port;
   {
-    TinyHttpServer gone(TinyHttpServer::Mode::CloseAtOnce, "");
+    Listener gone(Listener::Mode::CloseAtOnce, "");
     port = gone.port();
   }
   HttpPostResult r = post(url("http://127.0.0.1:" + std::to_string(port)), 2s);
@@ -374,7 +218,7 @@ TEST_F(HttpPostTest, NothingListeningIsConnectFailed) {
 }
 
 TEST_F(HttpPostTest, AServerThatClosesWithoutAnAnswerIsAProtocolError) {
-  TinyHttpServer server(TinyHttpServer::Mode::CloseAtOnce, "");
+  Listener server(Listener::Mode::CloseAtOnce, "");
   HttpPostResult r = post(url(server.base()), 2s);
   // Closed before the request was read: the kernel resets the connection.
   EXPECT_EQ(r.result, PushResult::ProtocolError);
@@ -384,7 +228,7 @@ TEST_F(HttpPostTest, AServerThatClosesWithoutAnAnswerIsAProtocolError) {
 }
 
 TEST_F(HttpPostTest, ASilentServerIsATimeoutWithinTheBound) {
-  TinyHttpServer server(TinyHttpServer::Mode::Silent, "");
+  Listener server(Listener::Mode::Silent, "");
   auto started = Clock::now();
   HttpPostResult r = post(url(server.base()), 300ms);
   auto took = Clock::now() - started;
@@ -401,7 +245,7 @@ TEST_F(HttpPostTest, ASilentServerIsATimeoutWithinTheBound) {
 }
 
 TEST_F(HttpPostTest, CancelClosesAtOnceAndNeverReports) {
-  TinyHttpServer server(TinyHttpServer::Mode::Silent, "");
+  Listener server(Listener::Mode::Silent, "");
   bool reported = false;
   HttpPost* p = HttpPost::start(&loop_, url(server.base()), "[]", 10s, nullptr,
                                 [&](HttpPostResult) { reported = true; });
@@ -434,7 +278,7 @@ struct TestPki {
 
 TEST_F(HttpPostTest, HttpsSendsOnlyToACertificateThatVerifies) {
   TestPki pki;
-  TinyHttpServer good(TinyHttpServer::Mode::Answer, kOk, pki.server());
+  Listener good(Listener::Mode::Answer, kOk, pki.server());
   AlertmanagerUrl u = url("https://127.0.0.1:" + std::to_string(good.port()));
   HttpPostResult r = post(u, 3s, pki.context());
   EXPECT_EQ(r.result, PushResult::Ok) << r.detail;
@@ -442,7 +286,7 @@ TEST_F(HttpPostTest, HttpsSendsOnlyToACertificateThatVerifies) {
   EXPECT_EQ(good.requests()[0], httpPostRequest(u, "[]"));
 
   // Expired: the handshake completes, but nothing is sent.
-  TinyHttpServer expired(TinyHttpServer::Mode::Answer, kOk, pki.server(-60));
+  Listener expired(Listener::Mode::Answer, kOk, pki.server(-60));
   r = post(url("https://pusher:pw@127.0.0.1:" + std::to_string(expired.port())), 3s, pki.context());
   EXPECT_EQ(r.result, PushResult::TlsFailed);
   EXPECT_NE(r.detail.find("does not verify (cert_expired"), std::string::npos) << r.detail;
@@ -454,7 +298,7 @@ TEST_F(HttpPostTest, HttpsSendsOnlyToACertificateThatVerifies) {
   EXPECT_EQ(expired.strayBytes(), 0u);
 
   // A plain HTTP server behind an https URL: the handshake fails.
-  TinyHttpServer plain(TinyHttpServer::Mode::Answer, kOk);
+  Listener plain(Listener::Mode::Answer, kOk);
   r = post(url("https://127.0.0.1:" + std::to_string(plain.port())), 500ms, pki.context());
   EXPECT_TRUE(r.result == PushResult::TlsFailed || r.result == PushResult::Timeout)
       << toString(r.result) << ": " << r.detail;
@@ -494,7 +338,7 @@ AlertmanagerConfig configFor(const std::vector<std::string>& urls,
 using AlertPusherTest = LoopTest;
 
 TEST_F(AlertPusherTest, PushesOnChangeOnlyAndSendsTheRecoveryAsResolved) {
-  TinyHttpServer server(TinyHttpServer::Mode::Answer, kOk);
+  Listener server(Listener::Mode::Answer, kOk);
   int64_t now = 1772331240;
   {
     AlertPusher pusher(&loop_, configFor({server.base()}), [&] { return now; });
@@ -506,8 +350,7 @@ TEST_F(AlertPusherTest, PushesOnChangeOnlyAndSendsTheRecoveryAsResolved) {
     pusher.update({verdict("android-guide", false, now)});
     ASSERT_TRUE(
         runUntil([&] { return server.requests().size() == 1 && pusher.inFlight() == 0; }, 2s));
-    std::string request = server.requests()[0];
-    json alerts = json::parse(request.substr(request.find("\r\n\r\n") + 4));
+    json alerts = json::parse(server.bodies()[0]);
     ASSERT_EQ(alerts.size(), 1u);
     EXPECT_EQ(alerts[0]["labels"]["profile"], "android-guide");
     EXPECT_EQ(alerts[0]["startsAt"], rfc3339(now));
@@ -524,8 +367,7 @@ TEST_F(AlertPusherTest, PushesOnChangeOnlyAndSendsTheRecoveryAsResolved) {
     pusher.update({verdict("android-guide", true, now)});
     ASSERT_TRUE(
         runUntil([&] { return server.requests().size() == 2 && pusher.inFlight() == 0; }, 2s));
-    request = server.requests()[1];
-    alerts = json::parse(request.substr(request.find("\r\n\r\n") + 4));
+    alerts = json::parse(server.bodies()[1]);
     ASSERT_EQ(alerts.size(), 1u);
     EXPECT_EQ(alerts[0]["endsAt"], rfc3339(now));  // resolved
 
@@ -538,8 +380,8 @@ TEST_F(AlertPusherTest, PushesOnChangeOnlyAndSendsTheRecoveryAsResolved) {
 }
 
 TEST_F(AlertPusherTest, ASlowAlertmanagerHoldsOneRequestAndDelaysNothing) {
-  TinyHttpServer slow(TinyHttpServer::Mode::Silent, "");
-  TinyHttpServer fast(TinyHttpServer::Mode::Answer, kOk);
+  Listener slow(Listener::Mode::Silent, "");
+  Listener fast(Listener::Mode::Answer, kOk);
   int64_t now = 1772331240;
   AlertPusher pusher(&loop_, configFor({slow.base(), fast.base()}, 400ms), [&] { return now; });
   // Flapping verdicts: a push is due at every change.
@@ -567,8 +409,8 @@ TEST_F(AlertPusherTest, ASlowAlertmanagerHoldsOneRequestAndDelaysNothing) {
 }
 
 TEST_F(AlertPusherTest, GoingAwayOrLosingAUrlCancelsItsRequestAtOnce) {
-  TinyHttpServer slow(TinyHttpServer::Mode::Silent, "");
-  TinyHttpServer other(TinyHttpServer::Mode::Silent, "");
+  Listener slow(Listener::Mode::Silent, "");
+  Listener other(Listener::Mode::Silent, "");
   int64_t now = 1772331240;
   auto pusher = std::make_unique<AlertPusher>(&loop_, configFor({slow.base(), other.base()}, 30s),
                                               [&] { return now; });
