@@ -10,8 +10,8 @@
 namespace mailprobe {
 namespace {
 
-bool sameTarget(const AlertmanagerUrl& a, const AlertmanagerUrl& b) {
-  return a.redacted() == b.redacted() && a.user == b.user && a.password == b.password;
+bool sameCredentials(const AlertmanagerUrl& a, const AlertmanagerUrl& b) {
+  return a.user == b.user && a.password == b.password;
 }
 
 }  // namespace
@@ -54,10 +54,19 @@ void AlertPusher::configure(const AlertmanagerConfig& config) {
 
   std::vector<std::unique_ptr<Target>> targets;
   for (const AlertmanagerUrl& url : config.urls) {
+    // The same URL as shown (the metric's label) is the same Alertmanager: its counters and
+    // last result go on. New credentials cancel a request made with the old ones.
     auto kept = std::find_if(targets_.begin(), targets_.end(), [&](const auto& t) {
-      return t != nullptr && sameTarget(t->url, url);
+      return t != nullptr && t->stats.url == url.redacted();
     });
     if (kept != targets_.end()) {
+      Target& t = **kept;
+      if (!sameCredentials(t.url, url) && t.request != nullptr) {
+        t.request->cancel();
+        t.request = nullptr;
+        t.again = false;
+      }
+      t.url = url;
       targets.push_back(std::move(*kept));
       continue;
     }

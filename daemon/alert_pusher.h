@@ -11,8 +11,9 @@
 //   - each push ends in a PushResult, counted per Alertmanager (mailprobe_alertmanager_push_total)
 //     and logged when it differs from the previous one (failing, failing otherwise, working
 //     again), never once per push;
-//   - a reload keeps the book (what fires) and the counters and request of every URL that stays;
-//     a URL that goes has its request cancelled. Destroying the pusher cancels every request
+//   - a reload keeps the book (what fires) and the counters and request of every URL that stays
+//     (the same URL as shown: new credentials keep the counters but cancel the request made
+//     with the old ones); a URL that goes has its request cancelled. Destroying the pusher cancels every request
 //     and closes the timer: nothing is left waiting on the loop but close callbacks.
 
 #include <uv.h>

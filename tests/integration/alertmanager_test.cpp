@@ -14,9 +14,13 @@
 //     Alertmanager, and its webhook says "resolved" with an endsAt earlier than the one the
 //     firing alerts had (so they were resolved by the push, not left to expire);
 //   - the URL's password shows nowhere (log, /metrics, /status.json); a reload without
-//     [alertmanager] stops the push and the daemon still stops at once.
+//     [alertmanager] stops the push and the daemon still stops at once;
+//   - a hung Alertmanager holds one connection, not the probes or the stop;
+//   - over https with basic authentication, nothing goes to a certificate that does not verify,
+//     a wrong password gets 401, the right one delivers.
 // Alertmanager and the daemon are killed and the directories removed even when a check fails.
 
+#include <crypt.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +33,7 @@
 #include <fstream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -102,8 +107,19 @@ size_t count(const std::string& text, const std::string& what) {
 // gets a fresh storage directory (a restart after a crash, nothing remembered).
 class RealAlertmanager {
  public:
-  RealAlertmanager(std::string binary, std::string dir, uint16_t webhook_port)
-      : binary_(std::move(binary)), dir_(std::move(dir)), webhook_port_(webhook_port) {}
+  // Served over https with HTTP basic authentication (--web.config.file): the certificate and
+  // key files, the CA that signed it, the one user and its password.
+  struct Web {
+    std::string cert_file, key_file, ca_file;
+    std::string user, password;
+  };
+
+  RealAlertmanager(std::string binary, std::string dir, uint16_t webhook_port,
+                   std::optional<Web> web = std::nullopt)
+      : binary_(std::move(binary)),
+        dir_(std::move(dir)),
+        webhook_port_(webhook_port),
+        web_(std::move(web)) {}
   ~RealAlertmanager() { stop(); }
 
   uint16_t port() const { return port_; }
@@ -122,20 +138,32 @@ class RealAlertmanager {
                              "    webhook_configs:\n"
                              "      - url: http://127.0.0.1:"
                           << webhook_port_ << "/hook\n        send_resolved: true\n";
+    std::vector<std::string> extra;
+    if (web_) {
+      const std::string web_config = dir_ + "/web.yml";
+      std::ofstream(web_config) << "tls_server_config:\n  cert_file: " << web_->cert_file
+                                << "\n  key_file: " << web_->key_file << "\nbasic_auth_users:\n  "
+                                << web_->user << ": " << bcrypt(web_->password) << "\n";
+      extra.push_back("--web.config.file=" + web_config);
+    }
     bool fixed = port_ != 0;
     for (int attempt = 0; attempt < 3; ++attempt) {
       if (!fixed) {
         port_ = testing::freeLoopbackPort();
       }
       const std::string storage = dir_ + "/data-" + std::to_string(++starts_);
-      process_ = std::make_unique<Subprocess>(
-          std::vector<std::string>{binary_, "--config.file=" + config, "--storage.path=" + storage,
-                                   "--web.listen-address=127.0.0.1:" + std::to_string(port_),
-                                   "--cluster.listen-address=", "--log.level=warn"},
-          std::vector<std::string>{}, dir_ + "/alertmanager-" + std::to_string(starts_) + ".log");
-      bool ready = waitFor(
-          [&] { return !process_->running() || httpGet(port_, "/-/ready", 1s).status == 200; },
-          15s);
+      std::vector<std::string> argv{binary_,
+                                    "--config.file=" + config,
+                                    "--storage.path=" + storage,
+                                    "--web.listen-address=127.0.0.1:" + std::to_string(port_),
+                                    "--cluster.listen-address=",
+                                    "--log.level=warn"};
+      argv.insert(argv.end(), extra.begin(), extra.end());
+      process_ =
+          std::make_unique<Subprocess>(argv, std::vector<std::string>{},
+                                       dir_ + "/alertmanager-" + std::to_string(starts_) + ".log");
+      bool ready =
+          waitFor([&] { return !process_->running() || get("/-/ready").has_value(); }, 15s);
       if (ready && process_->running()) {
         return true;
       }
@@ -160,11 +188,27 @@ class RealAlertmanager {
     process_.reset();
   }
 
+  // GET `path`: the body of a 200 answer; nullopt otherwise. Over https with the user's
+  // credentials, curl does it.
+  std::optional<std::string> get(const std::string& path) const {
+    if (!web_) {
+      testing::HttpReply r = httpGet(port_, path, 2s);
+      return r.status == 200 ? std::optional(r.body) : std::nullopt;
+    }
+    Subprocess curl(
+        {"/bin/sh", "-c",
+         "exec curl -sS --fail --max-time 5 --cacert \"$AM_CA\" -u \"$AM_USER:$AM_PASS\" "
+         "https://127.0.0.1:" +
+             std::to_string(port_) + path},
+        {"AM_CA=" + web_->ca_file, "AM_USER=" + web_->user, "AM_PASS=" + web_->password},
+        dir_ + "/curl.out");
+    return curl.wait(10s) == 0 ? std::optional(curl.output()) : std::nullopt;
+  }
+
   // GET /api/v2/alerts (active ones; Alertmanager drops resolved alerts from it).
   json alerts() const {
-    testing::HttpReply r = httpGet(port_, "/api/v2/alerts", 2s);
-    json j = json::parse(r.body, nullptr, false);
-    return r.status == 200 && j.is_array() ? j : json::array();
+    json j = json::parse(get("/api/v2/alerts").value_or(""), nullptr, false);
+    return j.is_array() ? j : json::array();
   }
 
   // Those of our rule for `profile`, by direction.
@@ -182,9 +226,22 @@ class RealAlertmanager {
   std::string logs() const { return process_ ? process_->output() : std::string(); }
 
  private:
+  // Alertmanager's basic_auth_users want a bcrypt hash (libxcrypt's $2b$, cost 4: a test).
+  static std::string bcrypt(const std::string& password) {
+    char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+    crypt_data data{};
+    if (crypt_gensalt_rn("$2b$", 4, nullptr, 0, salt, sizeof salt) == nullptr) {
+      ADD_FAILURE() << "crypt_gensalt_rn: no bcrypt in libcrypt";
+      return "";
+    }
+    const char* hash = crypt_r(password.c_str(), salt, &data);
+    return hash != nullptr && hash[0] == '$' ? hash : "";
+  }
+
   std::string binary_;
   std::string dir_;
   uint16_t webhook_port_;
+  std::optional<Web> web_;
   uint16_t port_ = 0;
   int starts_ = 0;
   std::unique_ptr<Subprocess> process_;
@@ -232,18 +289,24 @@ class AlertmanagerPushTest : public testing::MailEnvSuite {
     }
   }
 
+  // [alertmanager] pushing to 127.0.0.1:port as `user:password`, resent every 3 s, with
+  // `extra` lines.
+  static std::string pushTo(uint16_t port, const std::string& scheme = "http",
+                            const std::string& password = kPassword,
+                            const std::string& extra = "timeout = \"2s\"\n") {
+    return "[alertmanager]\nurls = [\"" + scheme + "://pusher:" + password +
+           "@127.0.0.1:" + std::to_string(port) +
+           "\"]\nresend_interval = \"3s\"\nlabels = { team = \"mail\" }\n" + extra + "\n";
+  }
+
   // The daemon's config: the platform on `address`, Thunderbird and the guide's Android setup,
-  // and the push when `alertmanager_port` is not 0.
-  std::string config(uint16_t listen_port, const std::string& address, uint16_t alertmanager_port,
-                     const std::string& push_timeout = "2s") const {
+  // and `alertmanager` (pushTo(), or "" for no push).
+  std::string config(uint16_t listen_port, const std::string& address,
+                     const std::string& alertmanager) const {
     std::vector<ClientProfile> profiles{*findBuiltinProfile("android-guide"),
                                         *findBuiltinProfile("thunderbird")};
-    std::string t = "[daemon]\nlisten = \"127.0.0.1:" + std::to_string(listen_port) + "\"\n\n";
-    if (alertmanager_port != 0) {
-      t += "[alertmanager]\nurls = [\"http://pusher:" + kPassword +
-           "@127.0.0.1:" + std::to_string(alertmanager_port) + "\"]\ntimeout = \"" + push_timeout +
-           "\"\nresend_interval = \"3s\"\nlabels = { team = \"mail\" }\n\n";
-    }
+    std::string t =
+        "[daemon]\nlisten = \"127.0.0.1:" + std::to_string(listen_port) + "\"\n\n" + alertmanager;
     return t +
            testing::platformConfigToml(
                *env(), address, "interval = \"2s\"\ntimeout = \"10s\"\nphase_timeout = \"3s\"\n") +
@@ -264,7 +327,7 @@ TEST_F(AlertmanagerPushTest, AFailingClientFiresComesBackAfterARestartAndResolve
 
   const uint16_t port = testing::freeLoopbackPort();
   const std::string path = dir.path() + "/mailprobed.toml";
-  std::ofstream(path) << config(port, env()->value("EXPIRED_IP"), am.port());
+  std::ofstream(path) << config(port, env()->value("EXPIRED_IP"), pushTo(am.port()));
   ::chmod(path.c_str(), 0600);
   Subprocess daemon({MAILPROBED_BIN, "run", "--config", path}, {}, dir.path() + "/mailprobed.log");
   ASSERT_TRUE(daemon.started());
@@ -353,7 +416,7 @@ TEST_F(AlertmanagerPushTest, AFailingClientFiresComesBackAfterARestartAndResolve
   for (const auto& [direction, alert] : am.clientAlerts("thunderbird")) {
     last_firing_end = std::max(last_firing_end, unixOf(alert["endsAt"]));
   }
-  std::ofstream(path) << config(port, "127.0.0.1", am.port());
+  std::ofstream(path) << config(port, "127.0.0.1", pushTo(am.port()));
   const int64_t reloaded_at = static_cast<int64_t>(::time(nullptr));
   ASSERT_TRUE(daemon.signal(SIGHUP));
   EXPECT_TRUE(waitFor([&] { return am.clientAlerts("thunderbird").empty(); }, 20s))
@@ -393,7 +456,7 @@ TEST_F(AlertmanagerPushTest, AFailingClientFiresComesBackAfterARestartAndResolve
   EXPECT_NE(log.find("client alerts pushed to " + url), std::string::npos) << log;
 
   // 6. A reload without [alertmanager] stops the push; the stop is as prompt as ever.
-  std::ofstream(path) << config(port, "127.0.0.1", 0);
+  std::ofstream(path) << config(port, "127.0.0.1", "");
   ASSERT_TRUE(daemon.signal(SIGHUP));
   EXPECT_TRUE(waitFor(
       [&] { return daemon.output().find("alerts are no longer pushed") != std::string::npos; },
@@ -413,7 +476,8 @@ TEST_F(AlertmanagerPushTest, AHungAlertmanagerDelaysNothing) {
   testing::HttpListener hung(testing::HttpListener::Mode::Silent, "");
   const uint16_t port = testing::freeLoopbackPort();
   const std::string path = dir.path() + "/mailprobed.toml";
-  std::ofstream(path) << config(port, env()->value("EXPIRED_IP"), hung.port(), "30s");
+  std::ofstream(path) << config(port, env()->value("EXPIRED_IP"),
+                                pushTo(hung.port(), "http", kPassword, "timeout = \"30s\"\n"));
   ::chmod(path.c_str(), 0600);
   Subprocess daemon({MAILPROBED_BIN, "run", "--config", path}, {}, dir.path() + "/mailprobed.log");
   ASSERT_TRUE(daemon.started());
@@ -442,6 +506,80 @@ TEST_F(AlertmanagerPushTest, AHungAlertmanagerDelaysNothing) {
   EXPECT_EQ(*code, 0) << "the stop bound forced the exit\n" << daemon.output();
   EXPECT_EQ(daemon.output().find("stop took too long"), std::string::npos);
   EXPECT_TRUE(waitFor([&] { return hung.openConnections() == 0; }, 2s));
+}
+
+// Alertmanager over https with basic authentication (--web.config.file), as one runs it
+// exposed: without the CA that signed its certificate, nothing is sent (tls_failed); with the
+// CA and a wrong password, Alertmanager answers 401 (http_error); with the right one, the alerts
+// arrive. Neither password shows anywhere.
+TEST_F(AlertmanagerPushTest, HttpsWithBasicAuthSendsOnlyToAVerifiedServerWithTheRightPassword) {
+  testing::TempDir dir;
+  testing::KeyCert ca = testing::makeSelfSigned({.is_ca = true, .common_name = "alertmanager CA"});
+  testing::KeyCert leaf = testing::makeSigned({.ip_addresses = {"127.0.0.1"}}, ca);
+  RealAlertmanager::Web web{.cert_file = dir.write("am-cert.pem", leaf.cert_pem),
+                            .key_file = dir.write("am-key.pem", leaf.key_pem),
+                            .ca_file = dir.write("ca.pem", ca.cert_pem),
+                            .user = "pusher",
+                            .password = kPassword};
+  testing::HttpListener hook(testing::HttpListener::Mode::Answer,
+                             "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  RealAlertmanager am(binary_, dir.path(), hook.port(), web);
+  std::string error;
+  ASSERT_TRUE(am.start(&error)) << error;
+
+  const uint16_t port = testing::freeLoopbackPort();
+  const std::string path = dir.path() + "/mailprobed.toml";
+  const std::string wrong = "Wrong-pw-4Kd9-s3cr3t";
+  auto write = [&](const std::string& alertmanager) {
+    std::ofstream(path) << config(port, env()->value("EXPIRED_IP"), alertmanager);
+    ::chmod(path.c_str(), 0600);
+  };
+  const std::string url = "https://***@127.0.0.1:" + std::to_string(am.port());
+  auto pushes = [&](const std::string& result) {
+    return metricValue(httpGet(port, "/metrics").body,
+                       "mailprobe_alertmanager_push_total{alertmanager=\"" + url + "\",result=\"" +
+                           result + "\"}");
+  };
+
+  // 1. The system store does not know the test CA.
+  write(pushTo(am.port(), "https"));
+  Subprocess daemon({MAILPROBED_BIN, "run", "--config", path}, {}, dir.path() + "/mailprobed.log");
+  ASSERT_TRUE(daemon.started());
+  ASSERT_TRUE(waitFor([&] { return pushes("tls_failed") >= 1; }, 30s)) << daemon.output();
+  EXPECT_NE(daemon.output().find("cannot push alerts: tls_failed: the certificate of 127.0.0.1:" +
+                                 std::to_string(am.port()) + " does not verify"),
+            std::string::npos)
+      << daemon.output();
+  EXPECT_TRUE(am.alerts().empty());
+
+  // 2. The CA, a wrong password: 401.
+  write(pushTo(am.port(), "https", wrong, "timeout = \"2s\"\nca_file = \"" + web.ca_file + "\"\n"));
+  ASSERT_TRUE(daemon.signal(SIGHUP));
+  ASSERT_TRUE(waitFor([&] { return pushes("http_error") >= 1; }, 15s)) << daemon.output();
+  EXPECT_NE(daemon.output().find("cannot push alerts: http_error: HTTP 401"), std::string::npos)
+      << daemon.output();
+  EXPECT_TRUE(am.alerts().empty());
+
+  // 3. The right password: the alerts arrive.
+  write(pushTo(am.port(), "https", kPassword,
+               "timeout = \"2s\"\nca_file = \"" + web.ca_file + "\"\n"));
+  ASSERT_TRUE(daemon.signal(SIGHUP));
+  EXPECT_TRUE(waitFor([&] { return am.clientAlerts("thunderbird").size() == 2; }, 15s))
+      << am.alerts().dump(2) << daemon.output() << am.logs();
+  // The answer is counted (the metric follows within a publish, 1 s).
+  EXPECT_TRUE(waitFor([&] { return pushes("ok") >= 1; }, 5s)) << daemon.output();
+  EXPECT_NE(daemon.output().find("alerts pushed again"), std::string::npos) << daemon.output();
+
+  for (const std::string& secret : {kPassword, wrong}) {
+    for (const char* where : {"/metrics", "/status.json", "/"}) {
+      EXPECT_EQ(httpGet(port, where).body.find(secret), std::string::npos) << where;
+    }
+    EXPECT_EQ(daemon.output().find(secret), std::string::npos) << daemon.output();
+  }
+  ASSERT_TRUE(daemon.signal(SIGTERM));
+  std::optional<int> code = daemon.wait(6s);
+  ASSERT_TRUE(code.has_value()) << "the daemon did not stop within 6 s";
+  EXPECT_EQ(*code, 0) << daemon.output();
 }
 
 }  // namespace

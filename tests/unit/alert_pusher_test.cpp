@@ -436,5 +436,37 @@ TEST_F(AlertPusherTest, GoingAwayOrLosingAUrlCancelsItsRequestAtOnce) {
   EXPECT_EQ(slow.openConnections() + other.openConnections(), 0);
 }
 
+TEST_F(AlertPusherTest, NewCredentialsKeepTheCountersAndCancelTheRequestMadeWithTheOldOnes) {
+  Listener server(Listener::Mode::Answer, kOk);
+  const std::string where = "127.0.0.1:" + std::to_string(server.port());
+  int64_t now = 1772331240;
+  AlertPusher pusher(&loop_, configFor({"http://pusher:old@" + where}), [&] { return now; });
+  pusher.update({verdict("outlook", false, now)});
+  ASSERT_TRUE(
+      runUntil([&] { return server.requests().size() == 1 && pusher.inFlight() == 0; }, 2s));
+  EXPECT_NE(server.requests()[0].find("Authorization: " +
+                                      url("http://pusher:old@" + where).authorization()),
+            std::string::npos);
+
+  ++now;
+  pusher.update({verdict("outlook", true, now)});  // a push starts...
+  EXPECT_EQ(pusher.inFlight(), 1u);
+  pusher.configure(configFor({"http://pusher:new@" + where}));  // ... and is cancelled
+  EXPECT_EQ(pusher.inFlight(), 0u);
+  ASSERT_EQ(pusher.stats().size(), 1u);
+  EXPECT_EQ(pusher.stats()[0].url, "http://***@" + where);
+  EXPECT_EQ(pusher.stats()[0].pushes.at(PushResult::Ok), 1u);
+
+  ++now;
+  pusher.update({verdict("outlook", false, now)});
+  ASSERT_TRUE(
+      runUntil([&] { return server.requests().size() == 2 && pusher.inFlight() == 0; }, 2s));
+  EXPECT_NE(server.requests()[1].find("Authorization: " +
+                                      url("http://pusher:new@" + where).authorization()),
+            std::string::npos)
+      << server.requests()[1];
+  EXPECT_EQ(pusher.stats()[0].pushes.at(PushResult::Ok), 2u);
+}
+
 }  // namespace
 }  // namespace mailprobe
