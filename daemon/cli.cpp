@@ -213,15 +213,17 @@ std::vector<Verdict> judgeOnce(const Config& config, const OneShotResults& resul
       state.port = ep.spec.port;
       state.service = ep.spec.service;
       state.security = ep.spec.security;
+      std::vector<ProbeResult> last;
       for (const auto& r : results.endpoints) {
         bool address_matches = ep.spec.addresses.empty() ||
                                std::find(ep.spec.addresses.begin(), ep.spec.addresses.end(),
                                          r.address) != ep.spec.addresses.end();
         if (r.host == ep.spec.host && r.port == ep.spec.port && r.service == ep.spec.service &&
             r.security == ep.spec.security && address_matches) {
-          state.last.push_back(r);
+          last.push_back(r);
         }
       }
+      state.last = std::move(last);
       states.push_back(std::move(state));
     }
   }

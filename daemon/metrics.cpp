@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
@@ -62,6 +63,9 @@ class Sink {
   // A gauge's or a counter's value, as the family's type says.
   virtual void sample(Family f, const Labels& labels, double value) = 0;
   virtual void histogram(Family f, const Labels& labels, const ClientMetric::Histogram& h) = 0;
+  // No more series will come for `f` nor for any family declared before it: a sink that
+  // streams may write them out now.
+  virtual void done(Family /*f*/) {}
 };
 
 // prometheus-cpp families (buildMetrics): what the tests look into.
@@ -244,45 +248,93 @@ class TextWriter {
   size_t start_ = 0;
 };
 
-// The text straight away (renderMetrics, what /metrics serves): each family's lines in its own
-// buffer, joined at the end behind their HELP and TYPE lines.
+// The text straight away (renderMetrics, what /metrics serves), streamed: the lines of the
+// family being written go straight to the output, in chunks of kChunk bytes; lines of a later
+// family (emitAll writes some families interleaved, endpoint by endpoint) wait in that family's
+// own buffer until every family before it is done. At 1,000 endpoints the largest families
+// stream, so a scrape holds a few MiB instead of the whole 10 MB text twice over.
 class TextSink final : public Sink {
  public:
+  using Write = std::function<void(std::string_view)>;
+  static constexpr size_t kChunk = 64 * 1024;
+
+  explicit TextSink(const Write& write) : write_(write) { chunk_.reserve(kChunk + 4096); }
+
   Family add(std::string_view name, std::string_view help, MetricType type) override {
-    families_.push_back({name, help, type, {}});
+    families_.push_back({name, help, type, {}, false});
     return families_.size() - 1;
   }
   void sample(Family f, const Labels& labels, double value) override {
-    TextFamily& t = families_[f];
-    TextWriter(t.body).line(t.name, "", labels, value);
+    TextWriter(target(f)).line(families_[f].name, "", labels, value);
+    flushIfFull();
   }
   void histogram(Family f, const Labels& labels, const ClientMetric::Histogram& h) override {
-    TextFamily& t = families_[f];
-    TextWriter(t.body).histogram(t.name, labels, h);
+    TextWriter(target(f)).histogram(families_[f].name, labels, h);
+    flushIfFull();
   }
-  // Appends every family with series to `out`, emptying this sink.
-  void takeInto(std::string& out) {
-    size_t size = out.size();
-    for (const auto& f : families_) {
-      size += f.body.empty() ? 0 : f.body.size() + f.name.size() * 2 + f.help.size() + 32;
-    }
-    out.reserve(size);
-    for (auto& f : families_) {
-      if (!f.body.empty()) {
-        TextWriter(out).header(f.name, f.help, f.type);
-        out += f.body;
-        std::string().swap(f.body);
+  void done(Family f) override {
+    for (; next_ <= f && next_ < families_.size(); ++next_) {
+      TextFamily& t = families_[next_];
+      if (t.started || !t.body.empty()) {  // a family without series is not written
+        start(t);
       }
     }
+  }
+  // Writes whatever is left; the sink is spent.
+  void finish() {
+    if (!families_.empty()) {
+      done(families_.size() - 1);
+    }
+    flush();
   }
 
  private:
   struct TextFamily {
     std::string_view name, help;  // string literals
     MetricType type;
-    std::string body;
+    std::string body;      // lines waiting for the families before this one
+    bool started = false;  // its HELP and TYPE lines are out
   };
+
+  // Where a line of family `f` goes: straight out when `f` is the family being written.
+  std::string& target(Family f) {
+    assert(f >= next_ && "a series for a family already written out");
+    if (f != next_) {
+      return families_[f].body;
+    }
+    start(families_[f]);
+    return chunk_;
+  }
+
+  // The HELP and TYPE lines (once), then the lines the family buffered, in order.
+  void start(TextFamily& t) {
+    if (!t.started) {
+      TextWriter(chunk_).header(t.name, t.help, t.type);
+      t.started = true;
+    }
+    if (!t.body.empty()) {
+      flush();
+      write_(t.body);
+      std::string().swap(t.body);
+    }
+  }
+
+  void flushIfFull() {
+    if (chunk_.size() >= kChunk) {
+      flush();
+    }
+  }
+  void flush() {
+    if (!chunk_.empty()) {
+      write_(chunk_);
+      chunk_.clear();
+    }
+  }
+
+  const Write& write_;
   std::deque<TextFamily> families_;
+  Family next_ = 0;
+  std::string chunk_;
 };
 
 // One series per failure reason, every reason from the start (0 until it happens).
@@ -349,6 +401,83 @@ std::vector<FamilyView> byFamily(const EndpointState& e) {
     }
   }
   return out;
+}
+
+// The facts of one FamilyView that its series show, worked out once per scrape so that every
+// family can then be written in a pass of its own (and stream out). Views into the snapshot.
+struct FamilyFacts {
+  const EndpointState* endpoint = nullptr;
+  std::string_view family;
+  bool up = false;
+  const ProbeResult* failure = nullptr;  // the first failing address
+  std::map<Phase, double> phases;        // the slowest address per phase
+  // TLS: from every address whose handshake completed, whatever the verification said.
+  bool any_tls = false;
+  std::set<std::pair<std::string_view, std::string_view>> negotiated;  // version, cipher
+  int64_t leaf = 0;                                                    // earliest leaf not-after
+  int64_t chain = 0;                                                   // earliest chain not-after
+  bool verified = true;
+  FailureReason verify_reason = FailureReason::None;  // of the first address not verified
+  bool accept_all_ok = true;
+  // AUTH: advertised names come from the server, so only the bounded set becomes a label.
+  std::set<std::pair<std::string_view, std::string_view>> offered;  // mechanism, stage
+  std::map<std::string_view, bool> logged_in;                       // mechanism, every success
+  std::optional<bool> refused;                                      // plaintext login
+};
+
+FamilyFacts familyFacts(const EndpointState& e, const FamilyView& v) {
+  FamilyFacts f;
+  f.endpoint = &e;
+  f.family = v.family;
+  f.up = v.up();
+  f.failure = v.firstFailure();
+  for (const ProbeResult* r : v.results) {
+    for (const PhaseTiming& t : r->timings) {
+      f.phases[t.phase] = std::max(f.phases[t.phase], t.seconds);
+    }
+    if (r->tls) {
+      const TlsFacts& t = *r->tls;
+      f.any_tls = true;
+      f.negotiated.insert({tlsName(t.version), tlsName(t.cipher)});
+      if (t.leaf_not_after != 0) {
+        f.leaf = f.leaf == 0 ? t.leaf_not_after : std::min(f.leaf, t.leaf_not_after);
+      }
+      if (t.chain_not_after != 0) {
+        f.chain = f.chain == 0 ? t.chain_not_after : std::min(f.chain, t.chain_not_after);
+      }
+      if (t.verify != FailureReason::None) {
+        if (f.verified) {
+          f.verify_reason = t.verify;
+        }
+        f.verified = false;
+      }
+      f.accept_all_ok = f.accept_all_ok && t.accept_all_ok;
+    }
+    for (const auto& m : r->auth_before_tls) {
+      if (auto label = mechanismLabel(m); !label.empty()) {
+        f.offered.insert({label, "before_tls"});
+      }
+    }
+    for (const auto& m : r->auth_after_tls) {
+      if (auto label = mechanismLabel(m); !label.empty()) {
+        f.offered.insert({label, "after_tls"});
+      }
+    }
+    for (const AuthAttempt& a : r->auth) {
+      auto label = mechanismLabel(a.mechanism);
+      if (label.empty()) {
+        continue;
+      }
+      auto [it, fresh] = f.logged_in.emplace(label, a.success);
+      if (!fresh) {
+        it->second = it->second && a.success;
+      }
+    }
+    if (r->plaintext_login_refused) {
+      f.refused = f.refused.value_or(true) && *r->plaintext_login_refused;
+    }
+  }
+  return f;
 }
 
 std::string upper(std::string_view s) {
@@ -540,6 +669,22 @@ std::string_view addressFamily(std::string_view address) {
 
 namespace {
 
+// host, port, service and security of one endpoint: the labels every endpoint series starts
+// with. Views into `e` and into this object (not copyable).
+struct EndpointLabels {
+  explicit EndpointLabels(const EndpointState& e)
+      : port(std::to_string(e.port)),
+        labels{{"host", e.host},
+               {"port", port},
+               {"service", toString(e.service)},
+               {"security", toString(e.security)}} {}
+  EndpointLabels(const EndpointLabels&) = delete;
+  EndpointLabels& operator=(const EndpointLabels&) = delete;
+
+  const std::string port;
+  const Labels labels;
+};
+
 // Every mailprobe_* series of one snapshot, in output order.
 void emitAll(Sink& out, const Snapshot& s) {
   const auto G = MetricType::Gauge;
@@ -590,6 +735,7 @@ void emitAll(Sink& out, const Snapshot& s) {
                  static_cast<double>(count));
     }
   }
+  out.done(pushes);
 
   // Every configured endpoint, from the first scrape on.
   auto interval = out.add("mailprobe_endpoint_interval_seconds",
@@ -658,18 +804,26 @@ void emitAll(Sink& out, const Snapshot& s) {
                                    "was accepted; present where the probe could tell.",
                                    G);
 
-  ClientMetric::Histogram h;  // reused: its buckets are allocated once
-  for (const EndpointState& e : s.endpoints) {
-    const std::string port = std::to_string(e.port);
-    const Labels base{{"host", e.host},
-                      {"port", port},
-                      {"service", toString(e.service)},
-                      {"security", toString(e.security)}};
-
+  // The families of whole runs, one after the other over every endpoint: the largest (every
+  // reason, every bucket) stream out without being held (Sink::done).
+  auto each = [&](Sink::Family f, const auto& write) {
+    for (const EndpointState& e : s.endpoints) {
+      const EndpointLabels base(e);
+      write(e, base.labels);
+    }
+    out.done(f);
+  };
+  each(interval, [&](const EndpointState& e, const Labels& base) {
     out.sample(interval, base, e.interval_seconds);
+  });
+  each(runs, [&](const EndpointState& e, const Labels& base) {
     out.sample(runs, base, static_cast<double>(e.runs_total));
+  });
+  each(failures, [&](const EndpointState& e, const Labels& base) {
     reasonCounters(out, failures, base, e.failures_total);
-
+  });
+  ClientMetric::Histogram h;  // reused: its buckets are allocated once
+  each(duration, [&](const EndpointState& e, const Labels& base) {
     // The snapshot holds cumulative counts already; keep them monotonic and within the count
     // so that the exposition stays a valid histogram even if a writer slips.
     h.sample_count = e.runs_total;
@@ -682,113 +836,88 @@ void emitAll(Sink& out, const Snapshot& s) {
     }
     h.bucket.push_back({e.runs_total, std::numeric_limits<double>::infinity()});
     out.histogram(duration, base, h);
-
+  });
+  each(last_run, [&](const EndpointState& e, const Labels& base) {
     out.sample(last_run, base, static_cast<double>(e.last_run_timestamp));
+  });
+  each(last_success, [&](const EndpointState& e, const Labels& base) {
     out.sample(last_success, base, static_cast<double>(e.last_success_timestamp));
+  });
 
+  // The families of the most recent run, per address family: worked out once, then written
+  // family by family like the ones above.
+  std::vector<FamilyFacts> facts;
+  for (const EndpointState& e : s.endpoints) {
     for (const FamilyView& v : byFamily(e)) {
-      const Labels fam = base.plus({{"family", v.family}});
-      out.sample(up, fam, v.up() ? 1 : 0);
-      if (const ProbeResult* bad = v.firstFailure()) {
-        out.sample(failure_info,
-                   fam.plus({{"reason", toString(bad->reason)}, {"phase", toString(bad->phase)}}),
-                   1);
-      }
-
-      std::map<Phase, double> phases;
-      for (auto* r : v.results) {
-        for (const PhaseTiming& t : r->timings) {
-          phases[t.phase] = std::max(phases[t.phase], t.seconds);
-        }
-      }
-      for (const auto& [phase, seconds] : phases) {
-        out.sample(phase_duration, fam.plus({{"phase", toString(phase)}}), seconds);
-      }
-
-      // TLS: from every address whose handshake completed, whatever the verification said.
-      std::set<std::pair<std::string, std::string>> negotiated;
-      int64_t leaf = 0;
-      int64_t chain = 0;
-      bool any_tls = false;
-      bool verified = true;
-      bool accept_all_ok = true;
-      FailureReason verify_reason = FailureReason::None;
-      for (auto* r : v.results) {
-        if (!r->tls) {
-          continue;
-        }
-        const TlsFacts& t = *r->tls;
-        any_tls = true;
-        negotiated.insert({std::string(tlsName(t.version)), std::string(tlsName(t.cipher))});
-        if (t.leaf_not_after != 0) {
-          leaf = leaf == 0 ? t.leaf_not_after : std::min(leaf, t.leaf_not_after);
-        }
-        if (t.chain_not_after != 0) {
-          chain = chain == 0 ? t.chain_not_after : std::min(chain, t.chain_not_after);
-        }
-        if (t.verify != FailureReason::None) {
-          if (verified) {
-            verify_reason = t.verify;
-          }
-          verified = false;
-        }
-        accept_all_ok = accept_all_ok && t.accept_all_ok;
-      }
-      if (any_tls) {
-        for (const auto& [version, cipher] : negotiated) {
-          out.sample(tls_info, fam.plus({{"version", version}, {"cipher", cipher}}), 1);
-        }
-        if (leaf != 0) {
-          out.sample(cert_not_after, fam, static_cast<double>(leaf));
-        }
-        if (chain != 0) {
-          out.sample(chain_not_after, fam, static_cast<double>(chain));
-        }
-        out.sample(verify_ok, fam, verified ? 1 : 0);
-        out.sample(verify_info, fam.plus({{"reason", toString(verify_reason)}}), 1);
-        out.sample(accept_all, fam, accept_all_ok ? 1 : 0);
-      }
-
-      // AUTH: advertised names come from the server, so only the bounded set becomes a label.
-      std::set<std::pair<std::string_view, std::string_view>> offered;
-      std::map<std::string_view, bool> logged_in;
-      std::optional<bool> refused;
-      for (auto* r : v.results) {
-        for (const auto& m : r->auth_before_tls) {
-          if (auto label = mechanismLabel(m); !label.empty()) {
-            offered.insert({label, "before_tls"});
-          }
-        }
-        for (const auto& m : r->auth_after_tls) {
-          if (auto label = mechanismLabel(m); !label.empty()) {
-            offered.insert({label, "after_tls"});
-          }
-        }
-        for (const AuthAttempt& a : r->auth) {
-          auto label = mechanismLabel(a.mechanism);
-          if (label.empty()) {
-            continue;
-          }
-          auto [it, fresh] = logged_in.emplace(label, a.success);
-          if (!fresh) {
-            it->second = it->second && a.success;
-          }
-        }
-        if (r->plaintext_login_refused) {
-          refused = refused.value_or(true) && *r->plaintext_login_refused;
-        }
-      }
-      for (const auto& [mechanism, stage] : offered) {
-        out.sample(advertised, fam.plus({{"mechanism", mechanism}, {"stage", stage}}), 1);
-      }
-      for (const auto& [mechanism, ok] : logged_in) {
-        out.sample(auth_success, fam.plus({{"mechanism", mechanism}}), ok ? 1 : 0);
-      }
-      if (refused) {
-        out.sample(plaintext_refused, fam, *refused ? 1 : 0);
-      }
+      facts.push_back(familyFacts(e, v));
     }
   }
+  auto each_family = [&](Sink::Family f, const auto& write) {
+    for (const FamilyFacts& v : facts) {
+      const EndpointLabels base(*v.endpoint);
+      write(v, base.labels.plus({{"family", v.family}}));
+    }
+    out.done(f);
+  };
+  each_family(up,
+              [&](const FamilyFacts& v, const Labels& fam) { out.sample(up, fam, v.up ? 1 : 0); });
+  each_family(failure_info, [&](const FamilyFacts& v, const Labels& fam) {
+    if (const ProbeResult* bad = v.failure) {
+      out.sample(failure_info,
+                 fam.plus({{"reason", toString(bad->reason)}, {"phase", toString(bad->phase)}}), 1);
+    }
+  });
+  each_family(phase_duration, [&](const FamilyFacts& v, const Labels& fam) {
+    for (const auto& [phase, seconds] : v.phases) {
+      out.sample(phase_duration, fam.plus({{"phase", toString(phase)}}), seconds);
+    }
+  });
+  // TLS: from every address whose handshake completed, whatever the verification said.
+  each_family(tls_info, [&](const FamilyFacts& v, const Labels& fam) {
+    for (const auto& [version, cipher] : v.negotiated) {
+      out.sample(tls_info, fam.plus({{"version", version}, {"cipher", cipher}}), 1);
+    }
+  });
+  each_family(cert_not_after, [&](const FamilyFacts& v, const Labels& fam) {
+    if (v.any_tls && v.leaf != 0) {
+      out.sample(cert_not_after, fam, static_cast<double>(v.leaf));
+    }
+  });
+  each_family(chain_not_after, [&](const FamilyFacts& v, const Labels& fam) {
+    if (v.any_tls && v.chain != 0) {
+      out.sample(chain_not_after, fam, static_cast<double>(v.chain));
+    }
+  });
+  each_family(verify_ok, [&](const FamilyFacts& v, const Labels& fam) {
+    if (v.any_tls) {
+      out.sample(verify_ok, fam, v.verified ? 1 : 0);
+    }
+  });
+  each_family(verify_info, [&](const FamilyFacts& v, const Labels& fam) {
+    if (v.any_tls) {
+      out.sample(verify_info, fam.plus({{"reason", toString(v.verify_reason)}}), 1);
+    }
+  });
+  each_family(accept_all, [&](const FamilyFacts& v, const Labels& fam) {
+    if (v.any_tls) {
+      out.sample(accept_all, fam, v.accept_all_ok ? 1 : 0);
+    }
+  });
+  each_family(advertised, [&](const FamilyFacts& v, const Labels& fam) {
+    for (const auto& [mechanism, stage] : v.offered) {
+      out.sample(advertised, fam.plus({{"mechanism", mechanism}, {"stage", stage}}), 1);
+    }
+  });
+  each_family(auth_success, [&](const FamilyFacts& v, const Labels& fam) {
+    for (const auto& [mechanism, ok] : v.logged_in) {
+      out.sample(auth_success, fam.plus({{"mechanism", mechanism}}), ok ? 1 : 0);
+    }
+  });
+  each_family(plaintext_refused, [&](const FamilyFacts& v, const Labels& fam) {
+    if (v.refused) {
+      out.sample(plaintext_refused, fam, *v.refused ? 1 : 0);
+    }
+  });
   relayMetrics(out, s);
   profileMetrics(out, s);
 }
@@ -844,16 +973,20 @@ std::string serializeMetrics(const std::vector<MetricFamily>& families) {
   return out;
 }
 
-std::string renderMetrics(const Snapshot* s) {
-  std::string out;
+void renderMetrics(const Snapshot* s, const std::function<void(std::string_view)>& write) {
   if (s != nullptr) {
-    TextSink sink;
+    TextSink sink(write);
     emitAll(sink, *s);
-    sink.takeInto(out);
+    sink.finish();
   }
   if (auto p = readProcessStats()) {
-    out += serializeMetrics(buildProcessMetrics(*p));
+    write(serializeMetrics(buildProcessMetrics(*p)));
   }
+}
+
+std::string renderMetrics(const Snapshot* s) {
+  std::string out;
+  renderMetrics(s, [&out](std::string_view piece) { out += piece; });
   return out;
 }
 

@@ -39,8 +39,10 @@ struct ScheduledEndpoint {
   EndpointSpec spec;
   Credentials credentials;
   std::chrono::milliseconds interval{60'000};
-  std::optional<RelaySpec> relay;  // a relay check (RelayProbe) instead of an endpoint probe
-  bool tls_scan = false;           // a TLS version scan (TlsVersionScan) of `spec` instead
+  // A relay check (RelayProbe) instead of an endpoint probe. Behind a pointer: most jobs are
+  // not relay checks, and a RelaySpec held in place is half the size of every job.
+  std::shared_ptr<const RelaySpec> relay;
+  bool tls_scan = false;  // a TLS version scan (TlsVersionScan) of `spec` instead
   // Where the first run falls: at random within this (0: within the first interval). A slow
   // job (a scan every few hours) still gets its first answer soon.
   std::chrono::milliseconds first_within{0};

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -21,6 +22,36 @@ namespace mailprobe {
 inline constexpr std::array<double, 12> kDurationBuckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                                                          0.5,   1,    2.5,   5,    10,  30};
 
+// The results of one completed run, immutable once set, shared by the loop's state and every
+// snapshot published from it: the loop publishes a snapshot a second, and copying 1,000
+// endpoints' results each time was most of the daemon's heap and of its churn. Reads like a
+// const std::vector; replaced whole, never edited in place.
+template <typename T>
+class SharedList {
+ public:
+  SharedList() = default;
+  SharedList(std::vector<T> items)  // implicit: `state.last = std::move(results)`
+      : items_(items.empty() ? nullptr : std::make_shared<const std::vector<T>>(std::move(items))) {
+  }
+  SharedList(std::initializer_list<T> items) : SharedList(std::vector<T>(items)) {}
+  SharedList& operator=(std::initializer_list<T> items) { return *this = SharedList(items); }
+
+  const std::vector<T>& items() const { return items_ ? *items_ : none(); }
+  auto begin() const { return items().begin(); }
+  auto end() const { return items().end(); }
+  size_t size() const { return items().size(); }
+  bool empty() const { return items().empty(); }
+  const T& front() const { return items().front(); }
+  const T& operator[](size_t i) const { return items()[i]; }
+
+ private:
+  static const std::vector<T>& none() {
+    static const std::vector<T> empty;
+    return empty;
+  }
+  std::shared_ptr<const std::vector<T>> items_;
+};
+
 // One configured endpoint and what the scheduler has learnt of it.
 struct EndpointState {
   // Identity, from the config.
@@ -31,7 +62,7 @@ struct EndpointState {
   double interval_seconds = 0;
 
   // The last completed run: one result per address probed (empty before the first run).
-  std::vector<ProbeResult> last;
+  SharedList<ProbeResult> last;
   int64_t last_run_timestamp = 0;      // unix seconds, end of the last run
   int64_t last_success_timestamp = 0;  // end of the last run where every address succeeded
   // Since the daemon started (counters survive reloads for an unchanged endpoint).
@@ -57,7 +88,7 @@ struct RelayState {
   std::vector<RelayVantage> vantages;  // in config order
 
   // The last completed run: every cell (vantage x auth x recipient, per address probed).
-  std::vector<RelayCell> last;
+  SharedList<RelayCell> last;
   int64_t last_run_timestamp = 0;  // unix seconds, end of the last run
   uint64_t runs_total = 0;
   // reason -> runs in which at least one cell had it (each reason once per run).

@@ -14,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/metrics.h"
+
 namespace mailprobe {
 namespace {
 
@@ -39,8 +41,37 @@ std::string lower(std::string s) {
   return s;
 }
 
-// A minimal HTTP/1.1 client on a POSIX socket: one request, read to EOF.
-Reply fetch(uint16_t port, const std::string& path, const std::string& method = "GET") {
+// The body of a chunked transfer encoding; fails the test on a malformed one.
+std::string dechunk(const std::string& raw, size_t* chunks) {
+  std::string body;
+  size_t at = 0;
+  *chunks = 0;
+  for (;;) {
+    const size_t eol = raw.find("\r\n", at);
+    if (eol == std::string::npos) {
+      ADD_FAILURE() << "chunked body ends without the last chunk";
+      return body;
+    }
+    const size_t size = std::stoul(raw.substr(at, eol - at), nullptr, 16);
+    at = eol + 2;
+    if (size == 0) {
+      EXPECT_EQ(raw.substr(at), "\r\n") << "after the last chunk";
+      return body;
+    }
+    if (at + size + 2 > raw.size() || raw.compare(at + size, 2, "\r\n") != 0) {
+      ADD_FAILURE() << "chunk of " << size << " bytes is cut or unterminated";
+      return body;
+    }
+    body.append(raw, at, size);
+    at += size + 2;
+    ++*chunks;
+  }
+}
+
+// A minimal HTTP/1.x client on a POSIX socket: one request, read to EOF. A chunked body is
+// decoded (`chunks` says into how many pieces it came).
+Reply fetch(uint16_t port, const std::string& path, const std::string& method = "GET",
+            const std::string& version = "1.1", size_t* chunks = nullptr) {
   Reply out;
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   EXPECT_GE(fd, 0);
@@ -56,7 +87,7 @@ Reply fetch(uint16_t port, const std::string& path, const std::string& method = 
     return out;
   }
   const std::string request =
-      method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+      method + " " + path + " HTTP/" + version + "\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
   EXPECT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL),
             static_cast<ssize_t>(request.size()));
   std::string raw;
@@ -73,6 +104,13 @@ Reply fetch(uint16_t port, const std::string& path, const std::string& method = 
   out.status = std::stoi(raw.substr(9, 3));
   out.headers = lower(raw.substr(0, end + 2));
   out.body = raw.substr(end + 4);
+  size_t pieces = 0;
+  if (out.header("transfer-encoding") == "chunked") {
+    out.body = dechunk(out.body, &pieces);
+  }
+  if (chunks != nullptr) {
+    *chunks = pieces;
+  }
   return out;
 }
 
@@ -174,6 +212,52 @@ TEST(HttpServer, ServesMetricsStatusPageJsonAndHealth) {
   EXPECT_EQ(fetch(server->port(), "/status.json.bak").status, 404);
 
   Reply head = fetch(server->port(), "/healthz", "HEAD");
+  EXPECT_EQ(head.status, 200);
+  EXPECT_EQ(head.body, "");
+}
+
+// The text up to the process_* families, which are read at each render's own moment.
+std::string withoutProcess(const std::string& text) {
+  return text.substr(0, text.find("# HELP process_"));
+}
+
+// /metrics streams its text in chunks as it renders (HTTP/1.1), so that a scrape at 1,000
+// endpoints never holds 10 MB; an HTTP/1.0 client, which cannot take chunks, gets it whole.
+// Either way the text is renderMetrics', byte for byte.
+TEST(HttpServer, MetricsStreamInChunksOrWholeForHttp10) {
+  auto big = std::make_shared<Snapshot>(*snapshotAt(now()));
+  const EndpointState one = big->endpoints.front();
+  for (int i = 0; i < 400; ++i) {
+    EndpointState e = one;
+    e.host = "h" + std::to_string(i) + ".example.org";
+    big->endpoints.push_back(e);
+  }
+  Holder holder;
+  holder.set(big);
+  std::string error;
+  auto server = HttpServer::start(
+      "127.0.0.1:0", [&holder] { return holder.get(); }, &error);
+  ASSERT_NE(server, nullptr) << error;
+  const std::string expected = withoutProcess(renderMetrics(big.get()));
+  ASSERT_GT(expected.size(), 2u * 64 * 1024) << "too small to need several chunks";
+
+  size_t chunks = 0;
+  Reply streamed = fetch(server->port(), "/metrics", "GET", "1.1", &chunks);
+  EXPECT_EQ(streamed.status, 200);
+  EXPECT_EQ(streamed.header("transfer-encoding"), "chunked");
+  EXPECT_EQ(streamed.header("content-length"), "");
+  EXPECT_EQ(streamed.header("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_GE(chunks, 3u);
+  EXPECT_EQ(withoutProcess(streamed.body), expected);
+  EXPECT_NE(streamed.body.find("\nprocess_resident_memory_bytes "), std::string::npos);
+
+  Reply whole = fetch(server->port(), "/metrics", "GET", "1.0");
+  EXPECT_EQ(whole.status, 200);
+  EXPECT_EQ(whole.header("transfer-encoding"), "");
+  EXPECT_EQ(whole.header("content-length"), std::to_string(whole.body.size()));
+  EXPECT_EQ(withoutProcess(whole.body), expected);
+
+  Reply head = fetch(server->port(), "/metrics", "HEAD");
   EXPECT_EQ(head.status, 200);
   EXPECT_EQ(head.body, "");
 }

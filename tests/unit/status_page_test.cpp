@@ -124,11 +124,13 @@ TEST(StatusPage, CertificateDaysLeftAndVerifyOutcome) {
             std::string::npos)
       << page;
 
-  TlsFacts& t = *s.endpoints[0].last[0].tls;
+  std::vector<ProbeResult> last = s.endpoints[0].last.items();
+  TlsFacts& t = *last[0].tls;
   t.verify = FailureReason::CertExpired;
   t.verify_detail = "certificate has expired";
   t.leaf_not_after = kNow - 2 * 86400 - 10;
   t.chain_not_after = t.leaf_not_after;
+  s.endpoints[0].last = std::move(last);
   page = renderStatusPage(s, kNow);
   EXPECT_NE(page.find("expired 3 days ago"), std::string::npos);
   EXPECT_NE(page.find("not verified: <code>cert_expired</code>"), std::string::npos);
@@ -147,7 +149,9 @@ TEST(StatusPage, FactsComeFromAnotherAddressWhenTheFailingOneStoppedEarly) {
   v6.tls.reset();
   v6.auth.clear();
   v6.auth_after_tls.clear();
-  e.last.push_back(v6);
+  std::vector<ProbeResult> last = e.last.items();
+  last.push_back(v6);
+  e.last = std::move(last);
   const std::string page = renderStatusPage(s, kNow);
   const size_t card = page.find("id=\"ep-0\"");
   const size_t next = page.find("id=\"ep-1\"");
@@ -245,10 +249,12 @@ Snapshot relaySnapshot() {
                 .security = Security::StartTls,
                 .interval_seconds = 300,
                 .vantages = {office, outside}};
+  std::vector<RelayCell> cells;
   for (const auto& pair : {conversation(office, true, 554, "554 5.7.1 <b>Relay access denied</b>"),
                            conversation(outside, true, 250, "250 2.1.5 Ok")}) {
-    mx.last.insert(mx.last.end(), pair.begin(), pair.end());
+    cells.insert(cells.end(), pair.begin(), pair.end());
   }
+  mx.last = std::move(cells);
   mx.last_run_timestamp = kNow - 90;
   mx.runs_total = 1;
   RelayState later{.host = "mx.example.org",
