@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (AddressSanitizer, UndefinedBehaviorSanitizer) in a
-# build dir of their own and runs each for SECONDS (default 30) from its seed corpus in
-# tests/fuzz/corpus/<target>. Fails on the first crash, leak, sanitizer report or timeout;
-# libFuzzer leaves the input that did it as crash-*/leak-*/timeout-* in the work dir.
+# Builds the libFuzzer targets with clang (AddressSanitizer, UndefinedBehaviorSanitizer;
+# tests/sanitizer_build.sh) in a build dir of their own and runs each for SECONDS (default 30)
+# from its seed corpus in tests/fuzz/corpus/<target>. Fails on the first crash, leak,
+# sanitizer report or timeout; libFuzzer leaves the input that did it as
+# crash-*/leak-*/timeout-* in the work dir.
 #   tests/fuzz/run.sh [SECONDS]
 # Environment: FUZZ_BUILD_DIR (default build-fuzz, relative to the repo), FUZZ_WORK_DIR (default
 # $FUZZ_BUILD_DIR/fuzz-work: grown corpora, logs and crash inputs; the seed corpus in the repo
@@ -17,10 +18,9 @@ work=${FUZZ_WORK_DIR:-$build/fuzz-work}
 targets=${FUZZ_TARGETS:-smtp_reply_fuzz imap_response_fuzz config_fuzz}
 jobs=${FUZZ_JOBS:-1}
 
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang \
-  -DCMAKE_CXX_COMPILER=clang++ -DMAILPROBE_SANITIZE=ON -DMAILPROBE_FUZZ=ON >/dev/null
+# The same clang build as tests/sanitize.sh: a build dir can serve both.
 # shellcheck disable=SC2086
-cmake --build "$build" -j"$(nproc)" --target $targets
+tests/sanitizer_build.sh "$build" $targets
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
