@@ -96,7 +96,11 @@ class Daemon {
             onResult(key, std::move(results.endpoints));
           }
         },
-        [this](const std::string& key, double) { onStart(key); }, &tls_contexts_);
+        [this](const std::string& key, double delay) {
+          stats_.recordScheduleDelay(delay);
+          onStart(key);
+        },
+        &tls_contexts_);
     applyConfig();
     configurePusher();
     publish();

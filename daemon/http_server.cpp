@@ -3,6 +3,7 @@
 #include <CivetServer.h>
 #include <civetweb.h>
 
+#include <mutex>
 #include <stdexcept>
 #include <string_view>
 #include <vector>
@@ -84,6 +85,12 @@ HttpResponse routeRequest(std::string_view path, const SnapshotPtr& snapshot, in
 struct HttpServer::Impl : public CivetHandler {
   SnapshotSource snapshot;
   std::chrono::seconds max_age;
+  // One answer is rendered at a time. The workers wait for the network most of their lives; a
+  // crowd of scrapers then takes one core for rendering, never all of them, from the event loop
+  // that starts the probes (on a two-core machine, 32 renders at once would leave it a 33rd of
+  // the CPU). A slow client does not hold it: it is held around the rendering alone, and let go
+  // while /metrics sends each piece it streams.
+  std::mutex render;
   std::unique_ptr<CivetServer> server;  // reset first in ~Impl: it uses this handler
 
   Impl(SnapshotSource source, std::chrono::seconds age)
@@ -108,6 +115,7 @@ struct HttpServer::Impl : public CivetHandler {
     }
     HttpResponse r;
     try {
+      std::lock_guard<std::mutex> one_at_a_time(render);
       r = routeRequest(uri, snapshot(), unixNow(), max_age);
     } catch (const std::exception& e) {
       log::error(std::string("http: ") + uri + ": " + e.what());
@@ -132,11 +140,15 @@ struct HttpServer::Impl : public CivetHandler {
     mg_response_header_send(conn);
     bool sending = true;
     try {
+      // Rendering holds the lock, sending does not: a slow reader stalls only itself.
+      std::unique_lock<std::mutex> one_at_a_time(render);
       const SnapshotPtr s = snapshot();
       renderMetrics(s.get(), [&](std::string_view piece) {
         // An empty chunk would end the body. A client gone away: render on, send no more.
         if (sending && !piece.empty()) {
+          one_at_a_time.unlock();
           sending = mg_send_chunk(conn, piece.data(), static_cast<unsigned>(piece.size())) > 0;
+          one_at_a_time.lock();
         }
       });
     } catch (const std::exception& e) {
@@ -169,9 +181,11 @@ HttpServer::HttpServer(std::string listen, SnapshotSource snapshot,
     : impl_(std::make_unique<Impl>(std::move(snapshot), max_snapshot_age)) {
   const std::vector<std::string> options{
       "listening_ports", listen,
-      // Two Prometheus replicas and a person with a browser at once; each connection holds a
-      // worker while it lasts.
-      "num_threads", "4", "request_timeout_ms", "10000", "enable_keep_alive", "no",
+      // Each connection holds a worker while it lasts, and a slow client lasts: a request that
+      // trickles in, a reader that takes the answer a byte at a time. Enough workers that a few
+      // of those leave room for the scrapers, each dropped once its request took more than the
+      // timeout to arrive or a write stalls that long.
+      "num_threads", "32", "request_timeout_ms", "5000", "enable_keep_alive", "no",
       // No document_root: civetweb serves no files, only the handler below.
   };
   CivetCallbacks callbacks;

@@ -685,6 +685,22 @@ struct EndpointLabels {
   const Labels labels;
 };
 
+// A histogram from the snapshot's cumulative counts per bound. They are kept monotonic and
+// within the count, so that the exposition stays a valid histogram even if a writer slips.
+template <size_t N>
+void cumulativeHistogram(const std::array<double, N>& bounds, const std::array<uint64_t, N>& counts,
+                         uint64_t count, double sum, ClientMetric::Histogram& h) {
+  h.sample_count = count;
+  h.sample_sum = sum;
+  h.bucket.clear();
+  uint64_t running = 0;
+  for (size_t i = 0; i < N; ++i) {
+    running = std::min<uint64_t>(std::max(running, counts[i]), count);
+    h.bucket.push_back({running, bounds[i]});
+  }
+  h.bucket.push_back({count, std::numeric_limits<double>::infinity()});
+}
+
 // Every mailprobe_* series of one snapshot, in output order.
 void emitAll(Sink& out, const Snapshot& s) {
   const auto G = MetricType::Gauge;
@@ -716,6 +732,12 @@ void emitAll(Sink& out, const Snapshot& s) {
                         "they ended: ok, resolve_failed, connect_failed, timeout, tls_failed, "
                         "http_error, protocol_error.",
                         C);
+  auto schedule_delay =
+      out.add("mailprobe_schedule_delay_seconds",
+              "How late each scheduled run started: actual minus planned start, for endpoint "
+              "probes, relay checks and TLS scans (the event loop's lag, and the wait for a "
+              "free slot when the most probes are in flight).",
+              MetricType::Histogram);
 
   const DaemonStats& d = s.daemon;
   out.sample(build_info,
@@ -736,6 +758,11 @@ void emitAll(Sink& out, const Snapshot& s) {
     }
   }
   out.done(pushes);
+  ClientMetric::Histogram h;  // reused: its buckets are allocated once
+  cumulativeHistogram(kScheduleDelayBuckets, d.schedule_delay_buckets, d.schedule_delay_count,
+                      d.schedule_delay_sum, h);
+  out.histogram(schedule_delay, {}, h);
+  out.done(schedule_delay);
 
   // Every configured endpoint, from the first scrape on.
   auto interval = out.add("mailprobe_endpoint_interval_seconds",
@@ -822,19 +849,8 @@ void emitAll(Sink& out, const Snapshot& s) {
   each(failures, [&](const EndpointState& e, const Labels& base) {
     reasonCounters(out, failures, base, e.failures_total);
   });
-  ClientMetric::Histogram h;  // reused: its buckets are allocated once
   each(duration, [&](const EndpointState& e, const Labels& base) {
-    // The snapshot holds cumulative counts already; keep them monotonic and within the count
-    // so that the exposition stays a valid histogram even if a writer slips.
-    h.sample_count = e.runs_total;
-    h.sample_sum = e.duration_sum;
-    h.bucket.clear();
-    uint64_t running = 0;
-    for (size_t i = 0; i < kDurationBuckets.size(); ++i) {
-      running = std::min<uint64_t>(std::max(running, e.duration_buckets[i]), e.runs_total);
-      h.bucket.push_back({running, kDurationBuckets[i]});
-    }
-    h.bucket.push_back({e.runs_total, std::numeric_limits<double>::infinity()});
+    cumulativeHistogram(kDurationBuckets, e.duration_buckets, e.runs_total, e.duration_sum, h);
     out.histogram(duration, base, h);
   });
   each(last_run, [&](const EndpointState& e, const Labels& base) {

@@ -4,6 +4,17 @@
 
 namespace mailprobe {
 
+void DaemonStats::recordScheduleDelay(double seconds) {
+  seconds = std::max(0.0, seconds);
+  ++schedule_delay_count;
+  schedule_delay_sum += seconds;
+  for (size_t b = 0; b < kScheduleDelayBuckets.size(); ++b) {
+    if (seconds <= kScheduleDelayBuckets[b]) {
+      ++schedule_delay_buckets[b];
+    }
+  }
+}
+
 bool EndpointState::everySucceeded() const {
   if (last.empty()) {
     return false;

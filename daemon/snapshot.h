@@ -52,6 +52,12 @@ class SharedList {
   std::shared_ptr<const std::vector<T>> items_;
 };
 
+// Buckets of the schedule delay (how late a run starts behind its planned time), in seconds.
+// A healthy loop starts runs within a few milliseconds; the top buckets catch a blocked loop or
+// a full probe queue.
+inline constexpr std::array<double, 13> kScheduleDelayBuckets{
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+
 // One configured endpoint and what the scheduler has learnt of it.
 struct EndpointState {
   // Identity, from the config.
@@ -118,6 +124,13 @@ struct DaemonStats {
   int max_probes_in_flight = 0;
   double loop_lag_seconds = 0;                   // last measured event-loop lag
   std::vector<AlertmanagerStats> alertmanagers;  // in config order; empty without the push
+  // Every run started since the daemon did (endpoint probes, relay checks, TLS scans): actual
+  // minus planned start. Cumulative counts per kScheduleDelayBuckets, plus +Inf = the count.
+  std::array<uint64_t, kScheduleDelayBuckets.size()> schedule_delay_buckets{};
+  uint64_t schedule_delay_count = 0;
+  double schedule_delay_sum = 0;
+
+  void recordScheduleDelay(double seconds);
 };
 
 struct Snapshot {

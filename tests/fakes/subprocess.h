@@ -42,6 +42,10 @@ class Subprocess {
   std::string output_path_;
 };
 
+// A TCP connection to 127.0.0.1:port (blocking, close-on-exec); with `rcvbuf` > 0 the receive
+// buffer is set to that first. -1 on failure.
+int connectLoopback(uint16_t port, int rcvbuf = 0);
+
 // GET http://127.0.0.1:port/path with a plain socket; {status, body}; status 0 on failure.
 struct HttpReply {
   int status = 0;

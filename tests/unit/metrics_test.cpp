@@ -108,6 +108,9 @@ Snapshot richSnapshot() {
   am.pushes[PushResult::Ok] = 12;
   am.pushes[PushResult::Timeout] = 2;
   s.daemon.alertmanagers.push_back(am);
+  for (double delay : {0.0005, 0.003, 0.003, 0.04, 0.3, 12.0, -0.001}) {
+    s.daemon.recordScheduleDelay(delay);
+  }
 
   // imap.example.org 993 tls: IPv4 works, IPv6 times out.
   EndpointState imaps{.host = "imap.example.org",
@@ -632,6 +635,36 @@ TEST(Metrics, DaemonFamiliesComeFromTheSnapshot) {
   EXPECT_EQ(gaugeOf(families, "mailprobe_probes_in_flight_max", {}), 8);
   EXPECT_EQ(series(families, "mailprobe_config_reload_failures_total", {})[0]->counter.value, 1);
   EXPECT_EQ(series(families, "mailprobe_config_reloads_total", {})[0]->counter.value, 3);
+}
+
+// Actual minus planned start of every run: a histogram of its own, a negative delay (a timer
+// that fired a hair early on the loop's cached clock) counted as 0.
+TEST(Metrics, ScheduleDelayIsAHistogramOfEveryRunStarted) {
+  const auto families = buildMetrics(richSnapshot());
+  const MetricFamily* f = findFamily(families, "mailprobe_schedule_delay_seconds");
+  ASSERT_NE(f, nullptr);
+  EXPECT_EQ(f->type, MetricType::Histogram);
+  ASSERT_EQ(f->metric.size(), 1u);
+  const ClientMetric::Histogram& h = f->metric[0].histogram;
+  EXPECT_EQ(h.sample_count, 7u);
+  EXPECT_DOUBLE_EQ(h.sample_sum, 0.0005 + 0.003 + 0.003 + 0.04 + 0.3 + 12.0);
+  std::map<double, uint64_t> le;
+  for (const auto& b : h.bucket) {
+    le[b.upper_bound] = b.cumulative_count;
+  }
+  EXPECT_EQ(le.size(), kScheduleDelayBuckets.size() + 1);
+  EXPECT_EQ(le[0.001], 2u);  // 0.0005 and the negative one
+  EXPECT_EQ(le[0.005], 4u);
+  EXPECT_EQ(le[0.05], 5u);
+  EXPECT_EQ(le[0.25], 5u);
+  EXPECT_EQ(le[0.5], 6u);
+  EXPECT_EQ(le[10], 6u);  // 12 s is past the last bound
+  EXPECT_EQ(le[std::numeric_limits<double>::infinity()], 7u);
+  const std::string text = serializeMetrics(families);
+  EXPECT_NE(text.find("mailprobe_schedule_delay_seconds_bucket{le=\"0.05\"} 5\n"),
+            std::string::npos)
+      << text.substr(0, 3000);
+  EXPECT_NE(text.find("mailprobe_schedule_delay_seconds_count 7\n"), std::string::npos);
 }
 
 TEST(Metrics, ProcessStatsComeFromProc) {
