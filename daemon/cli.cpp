@@ -269,9 +269,12 @@ int commandCheck(const Args& a, std::ostream& out, std::ostream& err) {
   for (const auto& w : loaded.config->warnings) {
     err << w << "\n";
   }
-  OneShotResults results = runAllOnce(
-      jobsOf(*loaded.config), relayJobsOf(*loaded.config),
-      a.has("--no-version-scan") ? std::vector<EndpointSpec>{} : scansOf(*loaded.config));
+  // One gate for the run: a login refused on one endpoint holds back the others of the account.
+  AuthGate gate(loaded.config->daemon.auth_backoff);
+  OneShotResults results =
+      runAllOnce(jobsOf(*loaded.config), relayJobsOf(*loaded.config),
+                 a.has("--no-version-scan") ? std::vector<EndpointSpec>{} : scansOf(*loaded.config),
+                 /*parallel=*/16, &gate);
   int64_t now = static_cast<int64_t>(std::time(nullptr));
   Status status = overallStatus(results.endpoints, th, now, results.relay);
   std::vector<Verdict> verdicts = judgeOnce(*loaded.config, results, now);

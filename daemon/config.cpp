@@ -133,7 +133,9 @@ const std::vector<std::string_view> kLayerKeys{
     "ehlo_name",       "family",          "login_despite_invalid_cert",
     "tls_min_version", "tls_max_version", "source_address",
     "examine_inbox",   "tls_resumption"};
-const std::vector<std::string_view> kDaemonKeys{"listen", "log_level"};
+const std::vector<std::string_view> kDaemonKeys{"listen", "log_level", "auth_backoff_initial",
+                                                "auth_backoff_max", "auth_backoff_factor"};
+constexpr double kMaxBackoffFactor = 10;
 const std::vector<std::string_view> kAccountKeys{"user", "password_file", "password_env",
                                                  "password_credential", "password"};
 const std::vector<std::string_view> kHostOnlyKeys{"name", "addresses", "account", "endpoint",
@@ -1004,6 +1006,7 @@ void Loader::readDaemon(const toml::node& n, DaemonConfig& out) {
     typeError("daemon", "a table [daemon]", n);
     return;
   }
+  Setting<milliseconds> initial, max;
   for (auto&& [key, value] : *table) {
     std::string_view name = key.str();
     if (name == "listen") {
@@ -1038,8 +1041,50 @@ void Loader::readDaemon(const toml::node& n, DaemonConfig& out) {
       if (auto level = readEnum(name, value, kLogLevels)) {
         out.log_level = std::string(*level);
       }
+    } else if (name == "auth_backoff_initial") {
+      set(initial, readDuration(name, value), value);
+    } else if (name == "auth_backoff_max") {
+      set(max, readDuration(name, value), value);
+    } else if (name == "auth_backoff_factor") {
+      std::optional<double> factor;
+      if (const auto* i = value.as_integer()) {
+        factor = static_cast<double>(i->get());
+      } else if (const auto* f = value.as_floating_point()) {
+        factor = f->get();
+      } else {
+        typeError(name, "a number such as 2 or 1.5", value);
+      }
+      if (factor && !(*factor >= 1 && *factor <= kMaxBackoffFactor)) {
+        std::ostringstream shown;
+        shown << *factor;
+        d_.error(
+            at(value),
+            k(name) + ": must be between 1 (the same wait every time) and 10, got " + shown.str());
+        factor.reset();
+      }
+      if (factor) {
+        out.auth_backoff.factor = *factor;
+      }
     } else {
       unknownKey(key, "[daemon]", kDaemonKeys);
+    }
+  }
+  // The cap must leave room for the first wait.
+  if (initial.value) {
+    out.auth_backoff.initial = *initial.value;
+  }
+  if (max.value) {
+    out.auth_backoff.max = *max.value;
+  }
+  if (out.auth_backoff.max < out.auth_backoff.initial) {
+    if (max.value) {
+      d_.error(max.pos, k("auth_backoff_max") + ": must be at least auth_backoff_initial (" +
+                            formatDuration(out.auth_backoff.initial) + "), got " +
+                            formatDuration(out.auth_backoff.max));
+    } else {
+      d_.error(initial.pos, k("auth_backoff_initial") + ": must be at most auth_backoff_max (" +
+                                formatDuration(out.auth_backoff.max) + " by default), got " +
+                                formatDuration(out.auth_backoff.initial));
     }
   }
 }

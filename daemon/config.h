@@ -22,6 +22,7 @@
 
 #include "daemon/alertmanager.h"
 #include "daemon/profiles.h"
+#include "probes/auth_gate.h"
 #include "probes/probe_spec.h"
 #include "probes/relay.h"
 
@@ -60,6 +61,8 @@ struct HostConfig {
 struct DaemonConfig {
   std::string listen = "127.0.0.1:9807";  // metrics, status page and status.json
   std::string log_level = "info";         // error|warning|notice|info|debug
+  // How long logins wait after refused ones (AuthGate), for every account; `check` too.
+  AuthBackoff auth_backoff;
 };
 
 struct Config {

@@ -16,6 +16,8 @@
 #include "daemon/scheduler.h"
 #include "daemon/snapshot.h"
 #include "daemon/systemd_notify.h"
+#include "probes/auth_gate.h"
+#include "probes/endpoint_probe.h"
 #include "probes/tls_context_cache.h"
 
 namespace mailprobe {
@@ -53,6 +55,12 @@ log::Level parseLevel(const std::string& s) {
   return it == levels.end() ? log::Level::Info : it->second;
 }
 
+// Who an endpoint logs in as, in the gate's words (never published: it names the user).
+struct EndpointLogins {
+  std::string account;  // accountKey; "" when the endpoint never logs in
+  std::vector<std::string> mechanisms;
+};
+
 class Daemon {
  public:
   explicit Daemon(DaemonOptions options)
@@ -80,6 +88,7 @@ class Daemon {
     for (const auto& w : config_.warnings) {
       log::warning("config: " + w);
     }
+    auth_gate_.setSettings(config_.daemon.auth_backoff);
     stats_.version = MAILPROBED_VERSION;
     stats_.start_timestamp = unixNow();
     stats_.config_path = options_.config_path;
@@ -100,7 +109,7 @@ class Daemon {
           stats_.recordScheduleDelay(delay);
           onStart(key);
         },
-        &tls_contexts_);
+        &tls_contexts_, &auth_gate_);
     applyConfig();
     configurePusher();
     publish();
@@ -137,12 +146,23 @@ class Daemon {
   void applyConfig() {
     std::vector<ScheduledEndpoint> scheduled;
     std::vector<EndpointState> states;
+    std::vector<EndpointLogins> logins;
     std::vector<RelayState> relay_states;
     std::map<std::string, size_t> index, relay_index;
+    std::set<std::string> accounts;
     for (const auto& host : config_.hosts) {
+      if (!host.account.empty()) {
+        accounts.insert(accountKey(host.account, host.name));
+      }
       for (const auto& ep : host.endpoints) {
         std::string key = endpointKey(ep.spec);
         scheduled.push_back({key, ep.spec, host.account, ep.interval, nullptr});
+        EndpointLogins l;
+        if (!host.account.empty() && ep.spec.auth != AuthPolicy::Skip) {
+          l.account = accountKey(host.account, ep.spec.host);
+          l.mechanisms = candidateMechanisms(ep.spec);
+        }
+        logins.push_back(std::move(l));
         EndpointState state;
         if (auto it = index_.find(key); it != index_.end()) {
           state = std::move(states_[it->second]);
@@ -180,6 +200,9 @@ class Daemon {
       }
     }
     states_ = std::move(states);
+    logins_ = std::move(logins);
+    // The gate keeps what it knows of the accounts that stay, and forgets the others.
+    auth_gate_.retain(accounts);
     relay_states_ = std::move(relay_states);
     index_ = std::move(index);
     relay_index_ = std::move(relay_index);
@@ -360,7 +383,22 @@ class Daemon {
     }
   }
 
+  // What the gate says now of each endpoint's logins (a hold shrinks as time passes).
+  void refreshBackoff() {
+    for (size_t i = 0; i < states_.size() && i < logins_.size(); ++i) {
+      std::vector<AuthBackoffState> now;
+      for (const std::string& m : logins_[i].mechanisms) {
+        AuthGate::Hold h = auth_gate_.holdFor(logins_[i].account, m);
+        now.push_back({m, h.seconds_left, h.refused_in_a_row, std::move(h.detail)});
+      }
+      if (now != states_[i].auth_backoff.items()) {
+        states_[i].auth_backoff = std::move(now);
+      }
+    }
+  }
+
   void publish() {
+    refreshBackoff();
     auto snap = std::make_shared<Snapshot>();
     snap->taken_at = unixNow();
     snap->daemon = stats_;
@@ -401,6 +439,7 @@ class Daemon {
       }
       std::string listen = config_.daemon.listen;
       config_ = std::move(*loaded.config);
+      auth_gate_.setSettings(config_.daemon.auth_backoff);
       config_.daemon.listen = listen;
       log::setMaxLevel(parseLevel(config_.daemon.log_level));
       for (const auto& w : config_.warnings) {
@@ -518,10 +557,14 @@ class Daemon {
   // One TLS context per distinct TLS options, shared by every probe, scan and relay check
   // (all on loop_); declared before the scheduler, which uses it until it is destroyed.
   TlsContextCache tls_contexts_;
+  // Every login of every probe asks it first; it outlives the scheduler and keeps what it
+  // knows of an account across reloads.
+  AuthGate auth_gate_;
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<HttpServer> http_;
   std::unique_ptr<AlertPusher> pusher_;  // with [alertmanager] only
   std::vector<EndpointState> states_;
+  std::vector<EndpointLogins> logins_;  // parallel to states_
   std::map<std::string, size_t> index_;
   std::vector<RelayState> relay_states_;
   std::map<std::string, size_t> relay_index_;

@@ -830,6 +830,11 @@ void emitAll(Sink& out, const Snapshot& s) {
                                    "1 if login before TLS was refused or not offered, 0 if it "
                                    "was accepted; present where the probe could tell.",
                                    G);
+  auto backoff = out.add("mailprobe_auth_backoff_seconds",
+                         "Seconds until the probe account may log in again with this mechanism "
+                         "on this endpoint, after refused logins (0: it may now); present for "
+                         "every endpoint that logs in.",
+                         G);
 
   // The families of whole runs, one after the other over every endpoint: the largest (every
   // reason, every bucket) stream out without being held (Sink::done).
@@ -932,6 +937,15 @@ void emitAll(Sink& out, const Snapshot& s) {
   each_family(plaintext_refused, [&](const FamilyFacts& v, const Labels& fam) {
     if (v.refused) {
       out.sample(plaintext_refused, fam, *v.refused ? 1 : 0);
+    }
+  });
+  // What the login gate says now, per endpoint and mechanism (not from the last run).
+  each(backoff, [&](const EndpointState& e, const Labels& base) {
+    for (const AuthBackoffState& b : e.auth_backoff) {
+      // Mechanisms come from the config or the probe's own list: bounded, but checked.
+      if (auto label = mechanismLabel(b.mechanism); !label.empty()) {
+        out.sample(backoff, base.plus({{"mechanism", label}}), b.seconds_left);
+      }
     }
   });
   relayMetrics(out, s);

@@ -12,10 +12,14 @@
 namespace mailprobe {
 
 OneShotResults runAllOnce(const std::vector<ProbeJob>& jobs, const std::vector<RelayJob>& relay,
-                          const std::vector<EndpointSpec>& scans, size_t parallel) {
+                          const std::vector<EndpointSpec>& scans, size_t parallel, AuthGate* gate) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   TlsContextCache contexts;  // one TLS context per distinct set of TLS options
+  AuthGate own_gate;
+  if (gate == nullptr) {
+    gate = &own_gate;
+  }
   std::vector<std::vector<ProbeResult>> per_job(jobs.size());
   std::vector<std::vector<RelayCell>> per_relay(relay.size());
   std::vector<std::vector<TlsVersionResult>> per_scan(scans.size());
@@ -39,21 +43,25 @@ OneShotResults runAllOnce(const std::vector<ProbeJob>& jobs, const std::vector<R
       }
       index -= scans.size();
       if (index < jobs.size()) {
-        EndpointProbe::start(&loop, jobs[index].spec, jobs[index].credentials, &contexts,
-                             [&, index](std::vector<ProbeResult> results) {
-                               per_job[index] = std::move(results);
-                               --running;
-                               launch();
-                             });
+        EndpointProbe::start(
+            &loop, jobs[index].spec, jobs[index].credentials, &contexts,
+            [&, index](std::vector<ProbeResult> results) {
+              per_job[index] = std::move(results);
+              --running;
+              launch();
+            },
+            gate);
         continue;
       }
       size_t r = index - jobs.size();
-      RelayProbe::start(&loop, relay[r].spec, relay[r].credentials, &contexts,
-                        [&, r](std::vector<RelayCell> cells) {
-                          per_relay[r] = std::move(cells);
-                          --running;
-                          launch();
-                        });
+      RelayProbe::start(
+          &loop, relay[r].spec, relay[r].credentials, &contexts,
+          [&, r](std::vector<RelayCell> cells) {
+            per_relay[r] = std::move(cells);
+            --running;
+            launch();
+          },
+          gate);
     }
   };
   launch();
@@ -80,8 +88,9 @@ OneShotResults runAllOnce(const std::vector<ProbeJob>& jobs, const std::vector<R
   return all;
 }
 
-std::vector<ProbeResult> runOnce(const std::vector<ProbeJob>& jobs, size_t parallel) {
-  return runAllOnce(jobs, {}, {}, parallel).endpoints;
+std::vector<ProbeResult> runOnce(const std::vector<ProbeJob>& jobs, size_t parallel,
+                                 AuthGate* gate) {
+  return runAllOnce(jobs, {}, {}, parallel, gate).endpoints;
 }
 
 }  // namespace mailprobe

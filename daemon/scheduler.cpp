@@ -9,10 +9,10 @@
 namespace mailprobe {
 
 Scheduler::Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start,
-                     TlsContextCache* tls_contexts)
+                     TlsContextCache* tls_contexts, AuthGate* auth_gate)
     : Scheduler(
           loop, options, std::move(on_result), std::move(on_start),
-          [loop, tls_contexts](const ScheduledEndpoint& e, RunDone done) -> void* {
+          [loop, tls_contexts, auth_gate](const ScheduledEndpoint& e, RunDone done) -> void* {
             RunningProbe* probe = nullptr;
             if (e.tls_scan) {
               probe = TlsVersionScan::start(
@@ -22,16 +22,19 @@ Scheduler::Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnSta
                   },
                   ScanPace::OneVersionAtATime, tls_contexts);
             } else if (e.relay) {
-              probe = RelayProbe::start(loop, *e.relay, e.credentials, tls_contexts,
-                                        [done = std::move(done)](std::vector<RelayCell> cells) {
-                                          done({{}, std::move(cells)});
-                                        });
+              probe = RelayProbe::start(
+                  loop, *e.relay, e.credentials, tls_contexts,
+                  [done = std::move(done)](std::vector<RelayCell> cells) {
+                    done({{}, std::move(cells)});
+                  },
+                  auth_gate);
             } else {
-              probe =
-                  EndpointProbe::start(loop, e.spec, e.credentials, tls_contexts,
-                                       [done = std::move(done)](std::vector<ProbeResult> results) {
-                                         done({std::move(results), {}});
-                                       });
+              probe = EndpointProbe::start(
+                  loop, e.spec, e.credentials, tls_contexts,
+                  [done = std::move(done)](std::vector<ProbeResult> results) {
+                    done({std::move(results), {}});
+                  },
+                  auth_gate);
             }
             return probe;
           },

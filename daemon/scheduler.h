@@ -31,6 +31,7 @@
 
 namespace mailprobe {
 
+class AuthGate;
 class TlsContextCache;
 
 // One scheduled job: an endpoint probe, or the relay check of an endpoint when `relay` is set.
@@ -73,9 +74,10 @@ class Scheduler {
   using CancelProbe = std::function<void(void* probe)>;
 
   // Real probes (EndpointProbe, RelayProbe, TlsVersionScan), their TLS contexts from
-  // `tls_contexts` (null: one per probe). The cache must outlive the scheduler.
+  // `tls_contexts` (null: one per probe), their logins through `auth_gate` (null: a gate per
+  // probe). Both must outlive the scheduler.
   Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start = nullptr,
-            TlsContextCache* tls_contexts = nullptr);
+            TlsContextCache* tls_contexts = nullptr, AuthGate* auth_gate = nullptr);
   // For tests: probes come from `start`/`cancel` instead of EndpointProbe and RelayProbe.
   Scheduler(uv_loop_t* loop, Options options, OnResult on_result, OnStart on_start,
             StartProbe start, CancelProbe cancel);

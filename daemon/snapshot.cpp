@@ -36,6 +36,16 @@ const ProbeResult* EndpointState::worst() const {
   return last.empty() ? nullptr : &last.front();
 }
 
+const AuthBackoffState* EndpointState::longestBackoff() const {
+  const AuthBackoffState* longest = nullptr;
+  for (const auto& b : auth_backoff) {
+    if (b.seconds_left > 0 && (longest == nullptr || b.seconds_left > longest->seconds_left)) {
+      longest = &b;
+    }
+  }
+  return longest;
+}
+
 bool RelayState::everyCellOk() const {
   return !last.empty() &&
          std::all_of(last.begin(), last.end(), [](const RelayCell& c) { return c.ok(); });

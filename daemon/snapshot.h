@@ -58,6 +58,15 @@ class SharedList {
 inline constexpr std::array<double, 13> kScheduleDelayBuckets{
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
 
+// What the login gate (AuthGate) says now of one mechanism the endpoint may log in with.
+struct AuthBackoffState {
+  std::string mechanism;
+  double seconds_left = 0;   // until a login may go again; 0 when it may go now
+  int refused_in_a_row = 0;  // refused logins behind the hold (of the account or the mechanism)
+  std::string detail;        // what a held-back login says now; "" when not held back
+  bool operator==(const AuthBackoffState&) const = default;
+};
+
 // One configured endpoint and what the scheduler has learnt of it.
 struct EndpointState {
   // Identity, from the config.
@@ -78,8 +87,14 @@ struct EndpointState {
   std::array<uint64_t, kDurationBuckets.size()> duration_buckets{};
   double duration_sum = 0;
   bool in_flight = false;  // a run is under way
+  // One per mechanism the endpoint may log in with (in the probe's order), as the daemon's gate
+  // sees the probe account now; empty when the endpoint never logs in.
+  // Shared like `last`, and replaced only when the gate's answer changed (all zero, as a rule).
+  SharedList<AuthBackoffState> auth_backoff;
 
   bool everySucceeded() const;
+  // The longest hold among auth_backoff; null when no login is held back.
+  const AuthBackoffState* longestBackoff() const;
   // The worst result of the last run (the first failure, else the first result); null if none.
   const ProbeResult* worst() const;
 };

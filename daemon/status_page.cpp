@@ -228,6 +228,10 @@ void endpointCard(std::string& out, const EndpointState& e, size_t index, int64_
   if (auto* a = sourceFor(e, [](const ProbeResult& r) { return !r.auth.empty(); })) {
     row(out, "Login", authText(a->auth));
   }
+  if (const AuthBackoffState* b = e.longestBackoff()) {
+    // Said now, not as of the last run: the wait shrinks between runs.
+    row(out, "Login back-off", esc(b->detail), "bad");
+  }
   if (auto* a = sourceFor(e, [](const ProbeResult& r) {
         return !r.auth_before_tls.empty() || !r.auth_after_tls.empty();
       })) {
@@ -619,6 +623,13 @@ nlohmann::json statusJson(const Snapshot& s, int64_t now) {
   json states = json::array();
   for (const auto& e : s.endpoints) {
     const ProbeResult* w = e.worst();
+    json backoff = json::array();
+    for (const AuthBackoffState& b : e.auth_backoff) {
+      backoff.push_back({{"mechanism", b.mechanism},
+                         {"seconds_left", b.seconds_left},
+                         {"refused_in_a_row", b.refused_in_a_row},
+                         {"detail", b.detail}});
+    }
     states.push_back({
         {"host", e.host},
         {"port", e.port},
@@ -635,6 +646,7 @@ nlohmann::json statusJson(const Snapshot& s, int64_t now) {
         {"last_run_timestamp", e.last_run_timestamp},
         {"last_success", stamp(e.last_success_timestamp)},
         {"last_success_timestamp", e.last_success_timestamp},
+        {"auth_backoff", backoff},
     });
   }
   out["endpoint_states"] = states;

@@ -1,6 +1,11 @@
 #include "probes/auth_gate.h"
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 
@@ -18,7 +23,26 @@ milliseconds AuthBackoff::delayAfter(int refused) const {
 }
 
 std::string accountKey(const Credentials& credentials, const std::string& host) {
-  return credentials.user + " on " + host;
+  // Which password, without the password: SHA-256 of it under a salt drawn once per process,
+  // 64 bits of it in hex, so that nothing that could show a key ever shows a guessable digest.
+  static const std::array<unsigned char, 16> salt = [] {
+    std::array<unsigned char, 16> s{};
+    RAND_bytes(s.data(), static_cast<int>(s.size()));
+    return s;
+  }();
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  unsigned int length = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestUpdate(ctx, salt.data(), salt.size());
+  EVP_DigestUpdate(ctx, credentials.password.data(), credentials.password.size());
+  EVP_DigestFinal_ex(ctx, digest, &length);
+  EVP_MD_CTX_free(ctx);
+  char hex[17];
+  for (int i = 0; i < 8; ++i) {
+    std::snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+  }
+  return credentials.user + " on " + host + " #" + hex;
 }
 
 std::string formatWait(milliseconds wait) {
@@ -59,15 +83,13 @@ namespace {
 struct Refusals {
   int count = 0;
   TimePoint last{};
-  bool lifted = false;  // the hold was lifted (new credentials) since the last refusal
 
   void add(TimePoint now) {
     ++count;
     last = now;
-    lifted = false;
   }
   milliseconds left(const AuthBackoff& settings, TimePoint now) const {
-    if (count == 0 || lifted) {
+    if (count == 0) {
       return milliseconds{0};
     }
     TimePoint until = last + settings.delayAfter(count);
@@ -85,7 +107,7 @@ std::string refusedLogins(int count) {
 // reload that forgot its account, or the gate itself.
 struct AuthGate::State {
   std::shared_ptr<Shared> shared;
-  Refusals account;                          // rule 1
+  Refusals account;                            // rule 1
   std::map<std::string, Refusals> mechanisms;  // rule 5
   bool known_good = false;
   int in_flight = 0;
@@ -270,19 +292,6 @@ void AuthGate::retain(const std::set<std::string>& keep) {
   for (auto it = accounts_.begin(); it != accounts_.end();) {
     it = keep.count(it->first) != 0 ? std::next(it) : accounts_.erase(it);
   }
-}
-
-void AuthGate::liftHold(const std::string& account) {
-  auto it = accounts_.find(account);
-  if (it == accounts_.end()) {
-    return;
-  }
-  State& s = *it->second;
-  s.account.lifted = true;
-  for (auto& [mechanism, refusals] : s.mechanisms) {
-    refusals.lifted = true;
-  }
-  s.drain();
 }
 
 }  // namespace mailprobe

@@ -4,9 +4,10 @@
 // Every login with the probe account asks the gate before credentials leave: every protocol,
 // every mechanism, endpoint probes and the signed-in conversations of relay checks alike. One
 // gate lives as long as the daemon (reloads keep it) or one `check` run. It is keyed by account
-// (accountKey): the login name as sent and the host it goes to. Every endpoint of a host (IMAP,
-// and SMTP through Dovecot SASL, on every port and every address of a pool) checks the same
-// password against the same directory, and a lockout is per account, so they share one state.
+// (accountKey): the login name as sent, the host it goes to, and which password. Every endpoint
+// of a host (IMAP, and SMTP through Dovecot SASL, on every port and every address of a pool)
+// checks the same password against the same directory, and a lockout is per account, so they
+// share one state.
 //
 // The rules, per account:
 //   1. Refused (the server said the credentials are wrong: auth_failed): logins are held back
@@ -60,7 +61,11 @@ struct AuthBackoff {
 };
 
 // The gate's key for the probe account logging in to `host` (the configured name): "user on
-// host". Not a secret, but not meant for labels either: metrics name endpoints, not accounts.
+// host #fingerprint", the fingerprint telling passwords apart without showing them (a salted
+// digest). The same user with two passwords is two keys: the wrong one backs off on its own,
+// and the right one's successes do not keep resetting it (two [[host]] tables of one pool given
+// different passwords); a reload that fixes the password starts a fresh state. Not meant for
+// labels or pages: metrics name endpoints, not accounts.
 std::string accountKey(const Credentials& credentials, const std::string& host);
 
 // "4m00s", "1h05m", "45s", "2.5s": a wait, for people.
@@ -102,9 +107,10 @@ class AuthGate {
 
    private:
     friend class AuthGate;
-    Login(std::shared_ptr<State> state, std::string mechanism,
-          std::function<void(Verdict)> on_turn)
-        : state_(std::move(state)), mechanism_(std::move(mechanism)), on_turn_(std::move(on_turn)) {}
+    Login(std::shared_ptr<State> state, std::string mechanism, std::function<void(Verdict)> on_turn)
+        : state_(std::move(state)),
+          mechanism_(std::move(mechanism)),
+          on_turn_(std::move(on_turn)) {}
     std::shared_ptr<State> state_;
     std::string mechanism_;
     std::function<void(Verdict)> on_turn_;
@@ -145,11 +151,8 @@ class AuthGate {
   // of the last refusal).
   void setSettings(AuthBackoff settings);
   const AuthBackoff& settings() const;
-  // A reload: forget every account not in `keep`.
+  // A reload: forget every account not in `keep` (one whose password changed is another key).
   void retain(const std::set<std::string>& keep);
-  // The account's credentials changed (a reload fixed the password): its holds end now and the
-  // next login goes, one at a time; the refusals still count if it is refused again.
-  void liftHold(const std::string& account);
 
  private:
   std::shared_ptr<State> stateOf(const std::string& account);

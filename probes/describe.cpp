@@ -139,9 +139,10 @@ std::string describe(const ProbeResult& r) {
     s += " (since " + date(r.tls->leaf_not_after) + ")";
   }
   if (r.phase == Phase::Auth && !r.auth.empty()) {
+    // The mechanisms that failed for this reason (refused ones apart from held-back ones).
     std::string failed;
     for (const auto& a : r.auth) {
-      if (!a.success) {
+      if (!a.success && a.reason == r.reason) {
         failed += (failed.empty() ? "" : ", ") + a.mechanism;
       }
     }

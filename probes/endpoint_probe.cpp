@@ -13,6 +13,18 @@ bool contains(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+// A login with `mechanism` the gate holds back, as a connection that was never made.
+ConnectionResult heldBack(const std::string& mechanism, std::string detail) {
+  ConnectionResult r;
+  r.mechanism = mechanism;
+  r.outcome.reason = FailureReason::AuthBackoff;
+  r.outcome.phase = Phase::Auth;
+  r.outcome.auth = AuthAttempt{mechanism, false, FailureReason::AuthBackoff, detail};
+  r.outcome.detail = std::move(detail);
+  r.outcome.finished = true;
+  return r;
+}
+
 }  // namespace
 
 const std::vector<std::string>& supportedMechanisms(Service s) {
@@ -40,20 +52,23 @@ struct EndpointProbe::AddressRun {
 };
 
 EndpointProbe* EndpointProbe::start(uv_loop_t* loop, EndpointSpec spec, Credentials credentials,
-                                    TlsContextCache* contexts, Done done) {
-  auto* p =
-      new EndpointProbe(loop, std::move(spec), std::move(credentials), contexts, std::move(done));
+                                    TlsContextCache* contexts, Done done, AuthGate* gate) {
+  auto* p = new EndpointProbe(loop, std::move(spec), std::move(credentials), contexts,
+                              std::move(done), gate);
   p->resolve();
   return p;
 }
 
 EndpointProbe::EndpointProbe(uv_loop_t* loop, EndpointSpec spec, Credentials credentials,
-                             TlsContextCache* contexts, Done done)
+                             TlsContextCache* contexts, Done done, AuthGate* gate)
     : loop_(loop),
       spec_(std::move(spec)),
       credentials_(std::move(credentials)),
       contexts_(contexts),
-      done_(std::move(done)) {
+      done_(std::move(done)),
+      own_gate_(gate == nullptr ? std::make_unique<AuthGate>() : nullptr),
+      gate_(gate == nullptr ? own_gate_.get() : gate),
+      account_(accountKey(credentials_, spec_.host)) {
   uv_timer_init(loop_, &anchor_);
   anchor_.data = this;
   open_handles_ = 1;
@@ -120,6 +135,8 @@ void EndpointProbe::runNext(AddressRun& run) {
   ConnectionPlan plan;
   plan.spec = &spec_;
   plan.credentials = &credentials_;
+  plan.gate = gate_;
+  plan.account = account_;
   std::string mechanism;
   if (run.results.empty()) {
     plan.candidates = candidateMechanisms(spec_);
@@ -127,6 +144,16 @@ void EndpointProbe::runNext(AddressRun& run) {
         spec_.security == Security::StartTls && spec_.auth != AuthPolicy::Skip;
     plan.examine = spec_.examine_inbox;
   } else {
+    // A connection for one more mechanism has nothing to do but log in: when the gate holds
+    // that login back, it is recorded as such without connecting.
+    while (!run.remaining.empty()) {
+      AuthGate::Hold hold = gate_->holdFor(account_, run.remaining.front());
+      if (hold.seconds_left <= 0) {
+        break;
+      }
+      run.results.push_back(heldBack(run.remaining.front(), std::move(hold.detail)));
+      run.remaining.erase(run.remaining.begin());
+    }
     if (run.remaining.empty()) {
       finishRun(run);
       return;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "probes/address_lookup.h"
+#include "probes/auth_gate.h"
 #include "probes/connection.h"
 #include "probes/probe_spec.h"
 #include "probes/running_probe.h"
@@ -36,15 +37,18 @@ class EndpointProbe final : public RunningProbe {
   // The TLS context for spec.tls comes from `contexts` (shared with every probe with the same
   // options); null: one is built for this probe alone. A failure to load the CA file is
   // reported as the result's detail with reason tls_handshake_failed.
+  // Every login asks `gate` first (the daemon's, or a `check` run's: it must outlive the
+  // probe); null: a gate of this probe's own, with the default back-off, so that even alone a
+  // refused login is not tried again with the next mechanism or address.
   static EndpointProbe* start(uv_loop_t* loop, EndpointSpec spec, Credentials credentials,
-                              TlsContextCache* contexts, Done done);
+                              TlsContextCache* contexts, Done done, AuthGate* gate = nullptr);
   void cancel() override;
 
  private:
   struct AddressRun;
 
   EndpointProbe(uv_loop_t* loop, EndpointSpec spec, Credentials credentials,
-                TlsContextCache* contexts, Done done);
+                TlsContextCache* contexts, Done done, AuthGate* gate);
   ~EndpointProbe();
   void resolve();
   void startAddresses(std::vector<sockaddr_storage> addresses);
@@ -62,6 +66,9 @@ class EndpointProbe final : public RunningProbe {
   TlsContextCache* contexts_;
   std::shared_ptr<TlsContext> tls_;
   Done done_;
+  std::unique_ptr<AuthGate> own_gate_;  // when the caller gave none
+  AuthGate* gate_;
+  std::string account_;  // the gate's key for credentials_ on spec_.host
   // Closed last with the deadlines: completion always comes from a close callback, even when
   // the probe fails before any address is known.
   uv_timer_t anchor_;

@@ -271,6 +271,14 @@ void ImapSession::beginLogin() {
   mechanism_ = *mechanism;
   sasl_step_ = 0;
   transitionTo(State::Login);
+  askToLogIn(mechanism_);
+}
+
+void ImapSession::loginHeldBack() {
+  beginExamineOrLogout();
+}
+
+void ImapSession::sendCredentials() {
   const Credentials& c = *plan_.credentials;
   if (mechanism_ == kLoginCommand) {
     std::vector<std::string> chunks;
@@ -336,7 +344,9 @@ void ImapSession::handleLogin(const ImapResponse& r) {
   if (r.status == "OK") {
     recordAuth(mechanism_, true, FailureReason::None, "");
   } else if (r.status == "NO") {
-    recordAuth(mechanism_, false, FailureReason::AuthFailed, describeResponse(r));
+    // [UNAVAILABLE] (RFC 5530): the server could not check the credentials just now.
+    recordAuth(mechanism_, false, FailureReason::AuthFailed, describeResponse(r),
+               r.code.rfind("UNAVAILABLE", 0) == 0);
   } else {
     recordAuth(mechanism_, false, FailureReason::ProtocolError, describeResponse(r));
   }

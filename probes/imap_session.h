@@ -36,6 +36,9 @@ class ImapSession final : public ParsedSession<ImapResponseParser, ImapState> {
   // ParsedSession
   void handle(const ImapResponse& r) override;
   std::optional<Phase> phaseOf(State state) const override;
+  // ProtocolSession
+  void sendCredentials() override;
+  void loginHeldBack() override;
 
   void handleGreeting(const ImapResponse& r);
   void handleCapability(const ImapResponse& r);

@@ -16,20 +16,23 @@ bool isIpv6Literal(const std::string& address) {
 }  // namespace
 
 RelayProbe* RelayProbe::start(uv_loop_t* loop, RelaySpec spec, Credentials credentials,
-                              TlsContextCache* contexts, Done done) {
-  auto* p =
-      new RelayProbe(loop, std::move(spec), std::move(credentials), contexts, std::move(done));
+                              TlsContextCache* contexts, Done done, AuthGate* gate) {
+  auto* p = new RelayProbe(loop, std::move(spec), std::move(credentials), contexts, std::move(done),
+                           gate);
   p->begin();
   return p;
 }
 
 RelayProbe::RelayProbe(uv_loop_t* loop, RelaySpec spec, Credentials credentials,
-                       TlsContextCache* contexts, Done done)
+                       TlsContextCache* contexts, Done done, AuthGate* gate)
     : loop_(loop),
       spec_(std::move(spec)),
       credentials_(std::move(credentials)),
       contexts_(contexts),
-      done_(std::move(done)) {
+      done_(std::move(done)),
+      own_gate_(gate == nullptr ? std::make_unique<AuthGate>() : nullptr),
+      gate_(gate == nullptr ? own_gate_.get() : gate),
+      account_(accountKey(credentials_, spec_.endpoint.host)) {
   uv_timer_init(loop_, &deadline_);
   deadline_.data = this;
   started_at_ = static_cast<int64_t>(::time(nullptr));
@@ -106,8 +109,26 @@ void RelayProbe::runNext() {
     ConnectionPlan plan;
     plan.spec = &vantage_specs_[c.vantage];
     plan.credentials = &credentials_;
+    plan.gate = gate_;
+    plan.account = account_;
     if (signed_in) {
       plan.candidates = candidateMechanisms(spec_.endpoint);
+      // Held back for every mechanism it could use: the conversation would be for nothing.
+      std::string held;
+      for (const std::string& m : plan.candidates) {
+        AuthGate::Hold hold = gate_->holdFor(account_, m);
+        if (hold.seconds_left <= 0) {
+          held.clear();
+          break;
+        }
+        if (held.empty()) {
+          held = std::move(hold.detail);
+        }
+      }
+      if (!held.empty()) {
+        notRun(c.address, c.vantage, c.auth, FailureReason::AuthBackoff, Phase::Auth, held);
+        continue;
+      }
     }
     RelayEnvelope envelope;
     envelope.mail_from =
@@ -141,7 +162,8 @@ void RelayProbe::onConversationDone(const Conversation& c, ConnectionResult resu
   current_ = nullptr;
   uv_timer_stop(&deadline_);
   const ConnectionOutcome& o = result.outcome;
-  if (c.auth == RelayAuth::SignedIn && o.auth && !o.auth->success && login_failure_.empty()) {
+  if (c.auth == RelayAuth::SignedIn && o.auth && !o.auth->success &&
+      o.auth->reason != FailureReason::AuthBackoff && login_failure_.empty()) {
     login_failure_ = o.auth->mechanism + " on " + spec_.vantages[c.vantage].name + ": " +
                      std::string(toString(o.auth->reason));
   }

@@ -8,8 +8,10 @@
 // Conversations run one after another: a relay check is a handful of short sessions, and one at
 // a time keeps the load on the server and the number of logins small. A login that fails is not
 // tried again in the same run: the later signed-in cells say auth_backoff, so the probe account
-// cannot be locked out. Each conversation has the endpoint's phase deadlines and, as a whole,
-// `timeouts.total`. Time between runs belongs to the caller's scheduler.
+// cannot be locked out. Every login asks the account's gate first (AuthGate); a signed-in
+// conversation whose login the gate holds back is not made: its cells say auth_backoff. Each
+// conversation has the endpoint's phase deadlines and, as a whole, `timeouts.total`. Time between
+// runs belongs to the caller's scheduler.
 //
 // Lifetime: start() returns an object owned by the loop. `done` is called exactly once, from a
 // libuv close callback, after which the object is gone; cancel() instead ends it without `done`.
@@ -22,6 +24,7 @@
 #include <vector>
 
 #include "probes/address_lookup.h"
+#include "probes/auth_gate.h"
 #include "probes/connection.h"
 #include "probes/relay.h"
 #include "probes/running_probe.h"
@@ -35,9 +38,10 @@ class RelayProbe final : public RunningProbe {
  public:
   using Done = std::function<void(std::vector<RelayCell>)>;
 
-  // The TLS context for spec.endpoint.tls comes from `contexts`; null: one of its own.
+  // The TLS context for spec.endpoint.tls comes from `contexts`; null: one of its own. The
+  // signed-in logins ask `gate` first (see EndpointProbe::start); null: a gate of its own.
   static RelayProbe* start(uv_loop_t* loop, RelaySpec spec, Credentials credentials,
-                           TlsContextCache* contexts, Done done);
+                           TlsContextCache* contexts, Done done, AuthGate* gate = nullptr);
   void cancel() override;
 
  private:
@@ -49,7 +53,7 @@ class RelayProbe final : public RunningProbe {
   };
 
   RelayProbe(uv_loop_t* loop, RelaySpec spec, Credentials credentials, TlsContextCache* contexts,
-             Done done);
+             Done done, AuthGate* gate);
   ~RelayProbe() = default;
   void begin();
   void onAddresses(AddressLookup::Result result);
@@ -65,6 +69,9 @@ class RelayProbe final : public RunningProbe {
   TlsContextCache* contexts_;
   std::shared_ptr<TlsContext> tls_;
   Done done_;
+  std::unique_ptr<AuthGate> own_gate_;  // when the caller gave none
+  AuthGate* gate_;
+  std::string account_;  // the gate's key for credentials_ on the endpoint's host
   // spec_.endpoint with each vantage's source address; connection plans point into it.
   std::vector<EndpointSpec> vantage_specs_;
   std::vector<Conversation> conversations_;

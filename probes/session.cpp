@@ -43,6 +43,7 @@ void ProtocolSession::finish() {
     return;
   }
   outcome_.finished = true;
+  login_.reset();
   host_.done();
 }
 
@@ -50,8 +51,17 @@ void ProtocolSession::abort(FailureReason reason, std::optional<Phase> phase, st
   if (outcome_.finished) {
     return;
   }
+  if (login_ && login_->verdict() == AuthGate::Verdict::Queued &&
+      reason == FailureReason::Timeout) {
+    // The deadline passed while this login waited for another one with the same account: the
+    // server did nothing wrong, the gate kept us.
+    holdBack(
+        "no turn to log in before the deadline: another login with this account was "
+        "still unanswered");
+  }
   noteFailure(reason, phase.value_or(phase_), std::move(detail));
   outcome_.finished = true;
+  login_.reset();
 }
 
 void ProtocolSession::onPeerClosed(std::optional<Phase> phase) {
@@ -117,12 +127,59 @@ void ProtocolSession::noteNoMechanism(const std::vector<std::string>& advertised
 }
 
 void ProtocolSession::recordAuth(std::string mechanism, bool success, FailureReason reason,
-                                 std::string detail) {
+                                 std::string detail, bool temporary) {
   outcome_.auth =
       AuthAttempt{std::move(mechanism), success, reason, redactPassword(detail, plan_.credentials)};
   if (!success) {
     noteFailure(reason, Phase::Auth, outcome_.auth->detail);
   }
+  if (login_) {
+    // Released before the conversation goes on: the next login of the account may go now.
+    std::unique_ptr<AuthGate::Login> login = std::move(login_);
+    bool refused = reason == FailureReason::AuthFailed && !temporary;
+    login->report(success   ? AuthGate::Outcome::Accepted
+                  : refused ? AuthGate::Outcome::Refused
+                            : AuthGate::Outcome::Inconclusive);
+  }
+}
+
+void ProtocolSession::askToLogIn(const std::string& mechanism) {
+  if (plan_.gate == nullptr) {
+    sendCredentials();
+    return;
+  }
+  login_mechanism_ = mechanism;
+  login_ = plan_.gate->request(plan_.account, mechanism,
+                               [this](AuthGate::Verdict v) { onLoginTurn(v); });
+  switch (login_->verdict()) {
+    case AuthGate::Verdict::Go:
+      sendCredentials();
+      break;
+    case AuthGate::Verdict::HeldBack:
+      holdBack(login_->heldBackDetail());
+      loginHeldBack();
+      break;
+    case AuthGate::Verdict::Queued:
+      break;  // onLoginTurn
+  }
+}
+
+void ProtocolSession::onLoginTurn(AuthGate::Verdict verdict) {
+  if (outcome_.finished) {
+    return;
+  }
+  if (verdict == AuthGate::Verdict::Go) {
+    enter(Phase::Auth);  // the wait is over: the login gets a whole phase deadline
+    sendCredentials();
+    return;
+  }
+  holdBack(login_->heldBackDetail());
+  loginHeldBack();
+}
+
+void ProtocolSession::holdBack(std::string detail) {
+  login_.reset();
+  recordAuth(login_mechanism_, false, FailureReason::AuthBackoff, std::move(detail));
 }
 
 std::string sanitize(std::string_view text, size_t max) {

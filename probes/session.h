@@ -12,12 +12,14 @@
 //             conversation goes on so every later fact is still gathered.
 //   hard failure  the conversation cannot go on (timeout, closed, refused STARTTLS): finish now.
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
+#include "probes/auth_gate.h"
 #include "probes/probe_spec.h"
 #include "probes/types.h"
 
@@ -71,6 +73,10 @@ struct ConnectionPlan {
   bool check_plaintext_login = false;
   bool examine = false;                // IMAP EXAMINE INBOX after login
   std::optional<RelayEnvelope> relay;  // SMTP: a relay check instead of a bare QUIT
+  // The login gate of the probe account (AuthGate), and the account's key there. Null: the
+  // credentials go without asking (session tests that are not about the gate).
+  AuthGate* gate = nullptr;
+  std::string account;
 };
 
 // What one connection saw.
@@ -136,7 +142,18 @@ class ProtocolSession {
   std::optional<std::string> chooseMechanism(const std::vector<std::string>& advertised) const;
   // Records the absence of a usable mechanism as a soft failure where the plan needed one.
   void noteNoMechanism(const std::vector<std::string>& advertised);
-  void recordAuth(std::string mechanism, bool success, FailureReason reason, std::string detail);
+  // The server's answer to the login (or its absence); the gate hears of it too: accepted,
+  // refused (auth_failed, unless the server says the failure is `temporary`: SMTP 454, IMAP
+  // [UNAVAILABLE]), or inconclusive (anything else).
+  void recordAuth(std::string mechanism, bool success, FailureReason reason, std::string detail,
+                  bool temporary = false);
+  // Before credentials leave for `mechanism`: the gate decides (AuthGate), and the subclass
+  // sends them in sendCredentials(), now or once the account's turn comes. A login the gate
+  // holds back sends nothing: it is recorded as auth_backoff and loginHeldBack() goes on.
+  // The caller has entered the auth phase; a wait for the turn runs under its deadline.
+  void askToLogIn(const std::string& mechanism);
+  virtual void sendCredentials() = 0;
+  virtual void loginHeldBack() = 0;
   // Peer text for a detail: the password taken out first, then bounded (sanitize), so that a
   // cut cannot leave part of it behind.
   std::string describePeer(std::string_view text) const;
@@ -145,6 +162,15 @@ class ProtocolSession {
   ConnectionPlan plan_;
   ConnectionOutcome outcome_;
   Phase phase_ = Phase::Connect;
+
+ private:
+  void onLoginTurn(AuthGate::Verdict verdict);
+  void holdBack(std::string detail);
+
+  // This connection's place at the gate, from askToLogIn until the login is answered or the
+  // connection ends (released early, so that the next login waiting for the account goes).
+  std::unique_ptr<AuthGate::Login> login_;
+  std::string login_mechanism_;
 };
 
 // What the IMAP and SMTP sessions share: the parser fed from onData, one handle() per complete

@@ -226,6 +226,10 @@ void SmtpSession::beginAuth() {
   mechanism_ = *mechanism;
   sasl_step_ = 0;
   transitionTo(State::Auth);
+  askToLogIn(mechanism_);
+}
+
+void SmtpSession::sendCredentials() {
   const Credentials& c = *plan_.credentials;
   if (mechanism_ == "PLAIN") {
     sasl_step_ = 1;
@@ -233,6 +237,10 @@ void SmtpSession::beginAuth() {
     return;
   }
   send("AUTH " + mechanism_ + "\r\n");
+}
+
+void SmtpSession::loginHeldBack() {
+  afterLogin();
 }
 
 void SmtpSession::handleAuth(const SmtpReply& r) {
@@ -261,7 +269,9 @@ void SmtpSession::handleAuth(const SmtpReply& r) {
     fail(FailureReason::ServiceUnavailable, describeReply(r));
     return;
   } else if (r.code >= 400) {
-    recordAuth(mechanism_, false, FailureReason::AuthFailed, describeReply(r));
+    // 454 (RFC 4954): the server could not check the credentials just now.
+    recordAuth(mechanism_, false, FailureReason::AuthFailed, describeReply(r),
+               r.transientNegative());
   } else {
     recordAuth(mechanism_, false, FailureReason::ProtocolError, describeReply(r));
   }

@@ -45,6 +45,9 @@ class SmtpSession final : public ParsedSession<SmtpReplyParser, SmtpState> {
   // ParsedSession
   void handle(const SmtpReply& r) override;
   std::optional<Phase> phaseOf(State state) const override;
+  // ProtocolSession
+  void sendCredentials() override;
+  void loginHeldBack() override;
 
   void handleGreeting(const SmtpReply& r);
   void handleEhlo(const SmtpReply& r);

@@ -315,6 +315,17 @@ std::string MailEnv::logs(int lines) const {
   return output;
 }
 
+size_t MailEnv::refusedLogins() const {
+  std::ifstream in(value("DOVECOT_LOG"));
+  size_t n = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.find("Password mismatch") != std::string::npos) {
+      ++n;
+    }
+  }
+  return n;
+}
+
 MailEnv* MailEnvSuite::env_ = nullptr;
 std::string MailEnvSuite::skip_reason_;
 std::string MailEnvSuite::start_error_;

@@ -64,6 +64,9 @@ class MailEnv {
   bool startService(const std::string& name);
   // Tails of the Dovecot and Postfix logs, for failure messages.
   std::string logs(int lines = 40) const;
+  // Logins the servers refused for a wrong password so far, IMAP and SMTP alike: the "Password
+  // mismatch" lines of Dovecot's auth (auth_verbose), which also checks Postfix's SASL logins.
+  size_t refusedLogins() const;
   // Output of the last mailenv.sh run that failed (empty if none did).
   const std::string& lastError() const { return last_error_; }
 

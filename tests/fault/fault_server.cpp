@@ -56,8 +56,8 @@ struct FaultServer::Peer {
   std::string tag;
   std::unique_ptr<TlsServerEngine> tls;
   bool tls_up = false;
-  bool renegotiating = false;  // asked, the client's new handshake not yet complete
-  std::string echo;            // EchoLogin: the lines of the login read so far
+  bool renegotiating = false;           // asked, the client's new handshake not yet complete
+  std::string echo;                     // EchoLogin: the lines of the login read so far
   std::vector<std::string> challenges;  // EchoLogin: still to send, one per line to read
   bool close_when_flushed = false;
   bool dead = false;
@@ -162,10 +162,13 @@ std::vector<std::string> loginChallenges(FaultProtocol p, std::string_view comma
   return {};
 }
 
+// A temporary failure (SMTP 454, IMAP [UNAVAILABLE]): the probe reports it as auth_failed with
+// the server's words, but its login gate does not count it as a refused password (AuthGate), so
+// every mechanism, and every endpoint of the account, still gets its login quoted back.
 std::string loginRefusal(FaultProtocol p, const std::string& echo) {
   return p == FaultProtocol::Smtp
-             ? "535 5.7.8 Authentication failed for " + echo + "\r\n"
-             : "{tag} NO [AUTHENTICATIONFAILED] Authentication failed for " + echo + "\r\n";
+             ? "454 4.7.0 Authentication failed for " + echo + "\r\n"
+             : "{tag} NO [UNAVAILABLE] Authentication failed for " + echo + "\r\n";
 }
 
 // What a man in the middle slips in after the STARTTLS reply: a forged capability list.

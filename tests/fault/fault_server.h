@@ -50,8 +50,8 @@ enum class Fault {
   RenegotiateOverTls,
   // Over TLS (implicit, or after STARTTLS), a server that offers AUTH PLAIN, LOGIN and CRAM-MD5
   // (IMAP: also the LOGIN command), plays each mechanism's challenges, then refuses the login
-  // quoting back every line the client sent for it, credentials included: the client must not
-  // put them in its details.
+  // (a temporary failure) quoting back every line the client sent for it, credentials
+  // included: the client must not put them in its details.
   EchoLogin,
 };
 

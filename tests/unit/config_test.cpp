@@ -146,6 +146,12 @@ TEST(ConfigGood, ReferenceConfigLoadsWithTheBuiltInDefaults) {
   EXPECT_TRUE(c.warnings.empty());
   EXPECT_EQ(c.daemon.listen, "127.0.0.1:9807");
   EXPECT_EQ(c.daemon.log_level, "info");
+  const AuthBackoff built_in_backoff;
+  EXPECT_EQ(c.daemon.auth_backoff.initial, built_in_backoff.initial);
+  EXPECT_EQ(c.daemon.auth_backoff.max, built_in_backoff.max);
+  EXPECT_EQ(c.daemon.auth_backoff.factor, built_in_backoff.factor);
+  EXPECT_EQ(built_in_backoff.initial, 1min);
+  EXPECT_EQ(built_in_backoff.max, 1h);
   ASSERT_EQ(c.hosts.size(), 1u);
   EXPECT_EQ(c.hosts[0].account.user, "probe@example.org");
   EXPECT_EQ(c.hosts[0].account.password, "credential-secret");
@@ -170,6 +176,32 @@ TEST(ConfigGood, ReferenceConfigLoadsWithTheBuiltInDefaults) {
     EXPECT_EQ(e.spec.source_address, "");
     EXPECT_FALSE(e.spec.examine_inbox);
   }
+}
+
+TEST(ConfigGood, AuthBackoffIsDaemonWide) {
+  const char* text =
+      "[daemon]\n"
+      "auth_backoff_initial = 30\n"
+      "auth_backoff_max = \"10m\"\n"
+      "auth_backoff_factor = 1.5\n"
+      "[account]\n"
+      "user = \"probe@example.org\"\n"
+      "password_env = \"MAILPROBED_TEST_PASSWORD\"\n"
+      "[[host]]\n"
+      "name = \"mail.example.org\"\n";
+  LoadResult r = loadConfigFromString(text, "backoff.toml", testEnv());
+  ASSERT_TRUE(r.ok()) << allErrors(r);
+  EXPECT_EQ(r.config->daemon.auth_backoff.initial, 30s);
+  EXPECT_EQ(r.config->daemon.auth_backoff.max, 10min);
+  EXPECT_EQ(r.config->daemon.auth_backoff.factor, 1.5);
+  // The same wait every time: factor 1, initial = max.
+  LoadResult flat = loadConfigFromString(
+      "[daemon]\nauth_backoff_initial = \"5m\"\nauth_backoff_max = \"5m\"\n"
+      "auth_backoff_factor = 1\n[[host]]\nname = \"mail.example.org\"\n"
+      "[[host.endpoint]]\nservice = \"imap\"\nport = 993\nauth = \"none\"\n",
+      "flat.toml", testEnv());
+  ASSERT_TRUE(flat.ok()) << allErrors(flat);
+  EXPECT_EQ(flat.config->daemon.auth_backoff.delayAfter(7), 5min);
 }
 
 TEST(ConfigGood, EveryExampleLoads) {
@@ -638,6 +670,14 @@ const BadCase kBadCases[] = {
      "9:10: family: \"ipv6\" leaves none of the host's addresses to probe (addresses at line 8)"},
     {"bad-log-level.toml",
      "3:13: log_level: \"verbose\" is not one of error, warning, notice, info or debug"},
+    {"bad-backoff-factor.toml",
+     "3:23: auth_backoff_factor: must be between 1 (the same wait every time) and 10, got 0.5"},
+    {"bad-backoff-factor-type.toml",
+     "3:23: auth_backoff_factor: expected a number such as 2 or 1.5, got string \"2x\""},
+    {"bad-backoff-max.toml",
+     "4:20: auth_backoff_max: must be at least auth_backoff_initial (10m), got 5m"},
+    {"bad-backoff-initial.toml",
+     "3:24: auth_backoff_initial: must be at most auth_backoff_max (1h by default), got 2h"},
     {"bad-listen.toml",
      "3:10: listen: expected \"address:port\" such as \"127.0.0.1:9807\" or \"[::1]:9807\", got "
      "\"9807\""},

@@ -29,7 +29,7 @@ const std::vector<std::string> kNeverExported = {
     "SUBJECT-SENTINEL", "ISSUER-SENTINEL",        "AUTH-DETAIL-SENTINEL",
     "X-UNKNOWN-MECH",   "CAPA-SENTINEL",          "hunter2-password",
     "192.0.2.10",       "2001:db8::25",           "198.51.100.7",
-    "203.0.113.9",      "relay-test@example.com",
+    "203.0.113.9",      "relay-test@example.com", "BACKOFF-DETAIL-SENTINEL",
 };
 
 // One relay cell of mx.example.org 25 from 192.0.2.10.
@@ -171,6 +171,16 @@ Snapshot richSnapshot() {
   submission.failures_total[FailureReason::CertExpired] = 4;
   submission.duration_buckets = {0, 0, 0, 0, 0, 1, 4, 4, 4, 4, 4, 4};
   submission.duration_sum = 1.6;
+  // The probe account is backing off after 3 refused logins.
+  std::vector<AuthBackoffState> held, free;
+  for (const char* m : {"PLAIN", "LOGIN", "CRAM-MD5"}) {
+    held.push_back({m, 240, 3, "BACKOFF-DETAIL-SENTINEL 4m00s"});
+  }
+  for (const char* m : {"PLAIN", "LOGIN", "CRAM-MD5", "LOGIN-COMMAND"}) {
+    free.push_back({m, 0, 0, ""});
+  }
+  submission.auth_backoff = held;
+  imaps.auth_backoff = free;
 
   // imap.example.org 143 starttls: never run yet.
   EndpointState pending{.host = "imap.example.org",
@@ -356,6 +366,26 @@ TEST(Metrics, EveryExportedFamilyIsInTheReadmeTableAndBack) {
   for (const auto& [name, type] : table) {
     EXPECT_NE(findFamily(families, name), nullptr) << name << " is documented but not exported";
   }
+}
+
+TEST(Metrics, AuthBackoffIsPerEndpointAndMechanismForEveryEndpointThatLogsIn) {
+  const auto families = buildMetrics(richSnapshot());
+  const std::string name = "mailprobe_auth_backoff_seconds";
+  // 3 SMTP mechanisms on 587 and 4 IMAP ones on 993; nothing where the endpoint never logs in.
+  EXPECT_EQ(series(families, name, {}).size(), 7u);
+  EXPECT_EQ(gaugeOf(families, name,
+                    {{"host", "smtp.example.org"},
+                     {"port", "587"},
+                     {"service", "smtp"},
+                     {"security", "starttls"},
+                     {"mechanism", "CRAM-MD5"}}),
+            240);
+  EXPECT_EQ(
+      gaugeOf(families, name,
+              {{"host", "imap.example.org"}, {"port", "993"}, {"mechanism", "LOGIN-COMMAND"}}),
+      0);
+  EXPECT_TRUE(series(families, name, {{"host", "imap.example.org"}, {"port", "143"}}).empty());
+  EXPECT_TRUE(series(families, name, {{"host", "gone.example.org"}}).empty());
 }
 
 TEST(Metrics, ClientVerdictsAreExportedOnlyWhenKnownWithTheirReason) {

@@ -224,6 +224,31 @@ TEST(StatusJson, ReportShapePlusDaemonAndTimestamps) {
   EXPECT_EQ(j["daemon"]["probes_in_flight"], 0);
 }
 
+TEST(StatusPage, LoginBackoffIsShownWhileItLastsAndInTheJson) {
+  Snapshot s = snapshot();
+  s.endpoints[1].auth_backoff = {
+      {"PLAIN", 240, 3, "login held back after 3 refused logins; next attempt in 4m00s"},
+      {"LOGIN", 240, 3, "login held back after 3 refused logins; next attempt in 4m00s"},
+      {"CRAM-MD5", 0, 0, ""}};
+  s.endpoints[0].auth_backoff = {{"PLAIN", 0, 0, ""}};
+  const std::string page = renderStatusPage(s, kNow);
+  const std::string row =
+      "<dt>Login back-off</dt><dd class=\"bad\">login held back after 3 refused logins; next "
+      "attempt in 4m00s</dd>";
+  EXPECT_NE(page.find(row), std::string::npos) << page;
+  EXPECT_EQ(page.find("Login back-off"), page.rfind("Login back-off"));  // the down one only
+
+  const nlohmann::json j = statusJson(s, kNow);
+  const auto& backoff = j["endpoint_states"][1]["auth_backoff"];
+  ASSERT_EQ(backoff.size(), 3u);
+  EXPECT_EQ(backoff[0]["mechanism"], "PLAIN");
+  EXPECT_EQ(backoff[0]["seconds_left"], 240);
+  EXPECT_EQ(backoff[0]["refused_in_a_row"], 3);
+  EXPECT_EQ(backoff[0]["detail"], "login held back after 3 refused logins; next attempt in 4m00s");
+  EXPECT_EQ(backoff[2]["seconds_left"], 0);
+  EXPECT_EQ(j["endpoint_states"][2]["auth_backoff"], nlohmann::json::array());
+}
+
 // mx.example.org 25 checked from a trusted and an untrusted vantage: the untrusted one relays to
 // the outside (open relay); the trusted one is refused for the outside recipient, with markup in
 // the server's reply. 587 has not been checked yet.
