@@ -2,7 +2,11 @@
 
 #include <CivetServer.h>
 #include <civetweb.h>
+#include <malloc.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <mutex>
 #include <stdexcept>
 #include <string_view>
@@ -91,7 +95,8 @@ struct HttpServer::Impl : public CivetHandler {
   // the CPU). A slow client does not hold it: it is held around the rendering alone, and let go
   // while /metrics sends each piece it streams.
   std::mutex render;
-  std::unique_ptr<CivetServer> server;  // reset first in ~Impl: it uses this handler
+  std::atomic<int64_t> last_trim_ms{0};  // steady clock, trimAfterScrape
+  std::unique_ptr<CivetServer> server;   // reset first in ~Impl: it uses this handler
 
   Impl(SnapshotSource source, std::chrono::seconds age)
       : snapshot(std::move(source)), max_age(age) {}
@@ -138,16 +143,27 @@ struct HttpServer::Impl : public CivetHandler {
     startHeaders(conn, 200, kMetricsContentType);
     mg_response_header_add(conn, "Transfer-Encoding", "chunked", -1);
     mg_response_header_send(conn);
+    // Each chunk goes out in one write, its size line and CRLF around it (mg_send_chunk makes
+    // three, two of them of a few bytes: a third of the syscalls and segments of a scrape).
+    std::string frame;
     bool sending = true;
+    auto send = [&](std::string_view piece) {
+      if (!sending) {
+        return;  // a client gone away: render on, send no more
+      }
+      char size[24];
+      const int n = std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+      frame.assign(size, static_cast<size_t>(n)).append(piece).append("\r\n");
+      sending = mg_write(conn, frame.data(), frame.size()) == static_cast<int>(frame.size());
+    };
     try {
       // Rendering holds the lock, sending does not: a slow reader stalls only itself.
       std::unique_lock<std::mutex> one_at_a_time(render);
       const SnapshotPtr s = snapshot();
       renderMetrics(s.get(), [&](std::string_view piece) {
-        // An empty chunk would end the body. A client gone away: render on, send no more.
-        if (sending && !piece.empty()) {
+        if (!piece.empty()) {  // an empty chunk would end the body
           one_at_a_time.unlock();
-          sending = mg_send_chunk(conn, piece.data(), static_cast<unsigned>(piece.size())) > 0;
+          send(piece);
           one_at_a_time.lock();
         }
       });
@@ -156,8 +172,21 @@ struct HttpServer::Impl : public CivetHandler {
       log::error(std::string("http: /metrics: ") + e.what());
       return;
     }
-    if (sending) {
-      mg_send_chunk(conn, "", 0);  // the last chunk
+    send("");  // the last chunk
+    trimAfterScrape();
+  }
+
+  // The scrape let go of its buffers and of the snapshot it held (which the loop replaced
+  // meanwhile): give the pages back now rather than at the loop's next trim (tuneMalloc,
+  // daemon.cpp). About 0.3 ms at 1,000 endpoints, after the response is out; at most once a
+  // second, whatever the number of scrapers (malloc_trim holds each arena's lock in turn).
+  void trimAfterScrape() {
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+    int64_t last = last_trim_ms.load();
+    if (now - last >= 1000 && last_trim_ms.compare_exchange_strong(last, now)) {
+      malloc_trim(0);
     }
   }
 

@@ -42,6 +42,18 @@ class Labels {
   const Pair* end() const { return items_.data() + size_; }
   bool empty() const { return size_ == 0; }
 
+  // The same labels, the text of all of them so far given as `text` (name="escaped value",...
+  // as TextWriter writes it), so that the lines sharing them copy it instead of writing it
+  // again: an endpoint's host, port, service and security start 60 lines.
+  Labels rendered(std::string_view text) const {
+    Labels out = *this;
+    out.rendered_ = text;
+    out.rendered_size_ = size_;
+    return out;
+  }
+  std::string_view renderedText() const { return rendered_; }
+  const Pair* unrendered() const { return begin() + rendered_size_; }
+
  private:
   void add(std::initializer_list<Pair> pairs) {
     for (const Pair& p : pairs) {
@@ -51,6 +63,8 @@ class Labels {
   }
   std::array<Pair, 12> items_{};
   size_t size_ = 0;
+  std::string_view rendered_;  // the text of the first rendered_size_ pairs
+  size_t rendered_size_ = 0;
 };
 
 // Where the series go. Families are declared first, in output order, then series are added
@@ -114,6 +128,22 @@ class FamilySink final : public Sink {
 class TextWriter {
  public:
   explicit TextWriter(std::string& out) : out_(out) {}
+
+  // The text of `labels` between the braces (Labels::rendered).
+  static std::string labelText(const Labels& labels) {
+    std::string text;
+    for (const auto& [label, value] : labels) {
+      const size_t at = text.size();
+      text.resize(at + label.size() + 2 * value.size() + 4);
+      char* p = text.data() + at;
+      if (at != 0) {
+        *p++ = ',';
+      }
+      p = pair(p, label, value);
+      text.resize(static_cast<size_t>(p - text.data()));
+    }
+    return text;
+  }
 
   void header(std::string_view name, std::string_view help, MetricType type) {
     out_ += "# HELP ";
@@ -192,9 +222,10 @@ class TextWriter {
   // Makes room for the whole line at the end of out_ and writes up to the value.
   char* head(std::string_view name, std::string_view suffix, const Labels& labels,
              std::string_view le) {
-    size_t room = name.size() + suffix.size() + le.size() + kNumberRoom + 16;
-    for (const auto& [label, value] : labels) {
-      room += label.size() + 2 * value.size() + 4;
+    const std::string_view rendered = labels.renderedText();
+    size_t room = name.size() + suffix.size() + le.size() + rendered.size() + kNumberRoom + 16;
+    for (const Labels::Pair* l = labels.unrendered(); l != labels.end(); ++l) {
+      room += l->first.size() + 2 * l->second.size() + 4;
     }
     start_ = out_.size();
     out_.resize(start_ + room);
@@ -203,13 +234,14 @@ class TextWriter {
     p = copy(p, suffix);
     if (!labels.empty() || !le.empty()) {
       char sep = '{';
-      for (const auto& [label, value] : labels) {
+      if (!rendered.empty()) {
         *p++ = sep;
-        p = copy(p, label);
-        *p++ = '=';
-        *p++ = '"';
-        p = escaped(p, value);
-        *p++ = '"';
+        p = copy(p, rendered);
+        sep = ',';
+      }
+      for (const Labels::Pair* l = labels.unrendered(); l != labels.end(); ++l) {
+        *p++ = sep;
+        p = pair(p, l->first, l->second);
         sep = ',';
       }
       if (!le.empty()) {
@@ -227,6 +259,16 @@ class TextWriter {
   void finish(char* p) {
     *p++ = '\n';
     out_.resize(static_cast<size_t>(p - out_.data()));
+  }
+
+  // label="escaped value"
+  static char* pair(char* p, std::string_view label, std::string_view value) {
+    p = copy(p, label);
+    *p++ = '=';
+    *p++ = '"';
+    p = escaped(p, value);
+    *p++ = '"';
+    return p;
   }
 
   // As TextSerializer: NaN and infinities by name, else %.16g.
@@ -406,7 +448,7 @@ std::vector<FamilyView> byFamily(const EndpointState& e) {
 // The facts of one FamilyView that its series show, worked out once per scrape so that every
 // family can then be written in a pass of its own (and stream out). Views into the snapshot.
 struct FamilyFacts {
-  const EndpointState* endpoint = nullptr;
+  size_t endpoint = 0;  // index in Snapshot::endpoints
   std::string_view family;
   bool up = false;
   const ProbeResult* failure = nullptr;  // the first failing address
@@ -425,9 +467,9 @@ struct FamilyFacts {
   std::optional<bool> refused;                                      // plaintext login
 };
 
-FamilyFacts familyFacts(const EndpointState& e, const FamilyView& v) {
+FamilyFacts familyFacts(size_t endpoint, const FamilyView& v) {
   FamilyFacts f;
-  f.endpoint = &e;
+  f.endpoint = endpoint;
   f.family = v.family;
   f.up = v.up();
   f.failure = v.firstFailure();
@@ -669,20 +711,24 @@ std::string_view addressFamily(std::string_view address) {
 
 namespace {
 
-// host, port, service and security of one endpoint: the labels every endpoint series starts
-// with. Views into `e` and into this object (not copyable).
-struct EndpointLabels {
+// host, port, service and security: the labels every series of an endpoint starts with, and
+// their text, worked out once per scrape for the 60-odd lines that share them.
+class EndpointLabels {
+ public:
   explicit EndpointLabels(const EndpointState& e)
-      : port(std::to_string(e.port)),
-        labels{{"host", e.host},
-               {"port", port},
-               {"service", toString(e.service)},
-               {"security", toString(e.security)}} {}
-  EndpointLabels(const EndpointLabels&) = delete;
-  EndpointLabels& operator=(const EndpointLabels&) = delete;
+      : port_(std::to_string(e.port)), text_(TextWriter::labelText(pairs(e))) {}
+  // Views into `e` (the endpoint this was made from) and into this object.
+  Labels labels(const EndpointState& e) const { return pairs(e).rendered(text_); }
 
-  const std::string port;
-  const Labels labels;
+ private:
+  Labels pairs(const EndpointState& e) const {
+    return {{"host", e.host},
+            {"port", port_},
+            {"service", toString(e.service)},
+            {"security", toString(e.security)}};
+  }
+  std::string port_;
+  std::string text_;
 };
 
 // A histogram from the snapshot's cumulative counts per bound. They are kept monotonic and
@@ -838,10 +884,15 @@ void emitAll(Sink& out, const Snapshot& s) {
 
   // The families of whole runs, one after the other over every endpoint: the largest (every
   // reason, every bucket) stream out without being held (Sink::done).
+  std::vector<EndpointLabels> endpoint_labels;
+  endpoint_labels.reserve(s.endpoints.size());
+  for (const EndpointState& e : s.endpoints) {
+    endpoint_labels.emplace_back(e);
+  }
   auto each = [&](Sink::Family f, const auto& write) {
-    for (const EndpointState& e : s.endpoints) {
-      const EndpointLabels base(e);
-      write(e, base.labels);
+    for (size_t i = 0; i < s.endpoints.size(); ++i) {
+      const EndpointState& e = s.endpoints[i];
+      write(e, endpoint_labels[i].labels(e));
     }
     out.done(f);
   };
@@ -868,15 +919,15 @@ void emitAll(Sink& out, const Snapshot& s) {
   // The families of the most recent run, per address family: worked out once, then written
   // family by family like the ones above.
   std::vector<FamilyFacts> facts;
-  for (const EndpointState& e : s.endpoints) {
-    for (const FamilyView& v : byFamily(e)) {
-      facts.push_back(familyFacts(e, v));
+  for (size_t i = 0; i < s.endpoints.size(); ++i) {
+    for (const FamilyView& v : byFamily(s.endpoints[i])) {
+      facts.push_back(familyFacts(i, v));
     }
   }
   auto each_family = [&](Sink::Family f, const auto& write) {
     for (const FamilyFacts& v : facts) {
-      const EndpointLabels base(*v.endpoint);
-      write(v, base.labels.plus({{"family", v.family}}));
+      const EndpointState& e = s.endpoints[v.endpoint];
+      write(v, endpoint_labels[v.endpoint].labels(e).plus({{"family", v.family}}));
     }
     out.done(f);
   };

@@ -741,6 +741,18 @@ TEST(Metrics, DirectTextIsWhatPrometheusCppWritesForTheFamilies) {
   EXPECT_EQ(renderMetrics(nullptr).rfind("# HELP process_", 0), 0u);
 }
 
+// An endpoint's host, port, service and security are written once per scrape and copied into
+// each of its lines: escaped as every other label value.
+TEST(Metrics, EndpointLabelsWrittenOnceAreEscapedLikeTheOthers) {
+  Snapshot s = richSnapshot();
+  s.endpoints.front().host = "q\"uote\\back\nline.example.org";
+  std::ostringstream reference;
+  prometheus::TextSerializer().Serialize(reference, buildMetrics(s));
+  const std::string rendered = renderMetrics(&s);
+  EXPECT_EQ(rendered.substr(0, rendered.find("# HELP process_")), reference.str());
+  EXPECT_NE(rendered.find("host=\"q\\\"uote\\\\back\\nline.example.org\""), std::string::npos);
+}
+
 TEST(Metrics, TextFormatsValuesAndEscapesLabelsAsPrometheusCpp) {
   MetricFamily f{"mailprobe_test_values", "Some values.", MetricType::Gauge, {}};
   for (double v : {0.0, -0.0, 1.0, -3.0, 0.1, 1e-7, 123456789012345.0, 1234567890123456.0, 1e21,
