@@ -15,6 +15,9 @@ packages=(
   # prometheus-alertmanager receives the daemon's pushed alerts (the tests run their own on
   # 127.0.0.1, on a port of theirs)
   swaks curl iproute2 prometheus prometheus-alertmanager systemd chromium
+  # the benchmark (bench/run.sh, and its quick mode as the ctest bench_quick) compares
+  # mailprobed with blackbox_exporter and times openssl s_time with GNU time
+  prometheus-blackbox-exporter time
   # swaks's TLS (Net::SSLeay) and AUTH CRAM-MD5 (Digest::HMAC_MD5) are only Recommends or
   # Suggests: without them, with --no-install-recommends, swaks -tls exits 10
   libnet-ssleay-perl libauthen-sasl-perl libdigest-hmac-perl
