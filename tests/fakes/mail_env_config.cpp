@@ -40,18 +40,22 @@ uint16_t envPort(const MailEnv& env, uint16_t standard_port) {
 
 std::string platformConfigToml(const MailEnv& env, const std::string& address,
                                const std::string& defaults_extra) {
-  std::string t = "[defaults]\nca_file = " + quoted(env.caFile()) +
-                  "\nsource_address = \"127.0.0.2\"\n" + defaults_extra +
-                  "\n[account]\nuser = " + quoted(env.user()) +
-                  "\npassword_file = " + quoted(env.dir() + "/password") +
-                  "\n\n[[host]]\nname = \"localhost\"\naddresses = [" + quoted(address) + "]\n";
+  return "[defaults]\nca_file = " + quoted(env.caFile()) + "\nsource_address = \"127.0.0.2\"\n" +
+         defaults_extra + "\n[account]\nuser = " + quoted(env.user()) +
+         "\npassword_file = " + quoted(env.dir() + "/password") + "\n\n" +
+         platformHostToml(env, address);
+}
+
+std::string platformHostToml(const MailEnv& env, const std::string& address,
+                             const std::string& endpoint_extra) {
+  std::string t = "[[host]]\nname = \"localhost\"\naddresses = [" + quoted(address) + "]\n";
   for (auto [service, port, security] :
        {std::tuple{"imap", 143, "starttls"}, std::tuple{"imap", 993, "tls"},
         std::tuple{"smtp", 25, "starttls"}, std::tuple{"smtp", 465, "tls"},
         std::tuple{"smtp", 587, "starttls"}}) {
     t += std::string("  [[host.endpoint]]\n  service = ") + quoted(service) +
          "\n  port = " + std::to_string(envPort(env, static_cast<uint16_t>(port))) +
-         "\n  security = " + quoted(security) + "\n";
+         "\n  security = " + quoted(security) + "\n" + endpoint_extra;
     if (port == 25) {
       t += "  starttls_required = false\n  auth = \"optional\"\n";
     }

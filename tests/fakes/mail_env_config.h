@@ -22,6 +22,11 @@ uint16_t envPort(const MailEnv& env, uint16_t standard_port);
 std::string platformConfigToml(const MailEnv& env, const std::string& address,
                                const std::string& defaults_extra = "");
 
+// One [[host]] "localhost" at `address` with the platform's five endpoints (25: STARTTLS and
+// sign-in optional), `endpoint_extra` (whole TOML lines) added to each endpoint.
+std::string platformHostToml(const MailEnv& env, const std::string& address,
+                             const std::string& endpoint_extra = "");
+
 // One [[profile]] per profile, every setting of its sides written out, standard ports moved to
 // the env's (other ports kept); built-ins get `replace = true`.
 std::string profilesToml(const MailEnv& env, const std::vector<ClientProfile>& profiles);

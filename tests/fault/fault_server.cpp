@@ -381,7 +381,12 @@ FaultServer::FaultServer(FaultOptions options) : options_(std::move(options)) {
   listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::inet_pton(AF_INET, options_.address.c_str(), &a.sin_addr) != 1 ||
+      (ntohl(a.sin_addr.s_addr) >> 24) != 127) {
+    cleanup();
+    errno = EINVAL;
+    fail("not an IPv4 loopback address: " + options_.address);
+  }
   socklen_t len = sizeof a;
   if (listen_fd_ < 0 || ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), len) != 0 ||
       ::listen(listen_fd_, 64) != 0 ||
@@ -389,7 +394,7 @@ FaultServer::FaultServer(FaultOptions options) : options_(std::move(options)) {
     int saved = errno;
     cleanup();
     errno = saved;
-    fail("cannot listen on 127.0.0.1");
+    fail("cannot listen on " + options_.address);
   }
   port_ = ntohs(a.sin_port);
   thread_ = std::thread([this]() { run(); });

@@ -3,7 +3,7 @@
 // misbehaviour that no real server shows on demand, so that a test can run the real probe engine
 // against it and assert the reason, the phase, the deadline and the memory.
 //
-// It listens on 127.0.0.1, on a port the kernel picks, and runs its own poll(2) loop on its own
+// It listens on 127.0.0.1 (or another loopback address), on a port the kernel picks, and runs its own poll(2) loop on its own
 // thread. Protocol-aware faults play just enough SMTP or IMAP to reach their step (greeting,
 // EHLO/CAPABILITY with STARTTLS, the STARTTLS reply); the TLS faults answer the ClientHello on
 // an implicit TLS port, or after STARTTLS with `via_starttls`.
@@ -68,6 +68,8 @@ struct FaultOptions {
   // EndlessReplyOverTls); empty: a self-signed one for "localhost" and 127.0.0.1.
   TlsServerOptions tls;
   std::chrono::milliseconds slow_interval{1000};  // SlowGreeting
+  // Where to listen: an IPv4 loopback address (a host of its own in a daemon's config).
+  std::string address = "127.0.0.1";
 };
 
 class FaultServer {

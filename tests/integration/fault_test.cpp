@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "daemon/one_shot.h"
+#include "tests/fakes/process_watch.h"
 #include "tests/fakes/secret_scan.h"
 #include "tests/fakes/test_certs.h"
 #include "tests/fault/fault_server.h"
@@ -383,18 +384,6 @@ void waitUntilClosed(const FaultServer& server) {
   EXPECT_EQ(server.openConnections(), 0u);
 }
 
-#if defined(__SANITIZE_ADDRESS__)  // GCC
-constexpr bool kAddressSanitizer = true;
-#elif defined(__has_feature)  // clang
-#if __has_feature(address_sanitizer)
-constexpr bool kAddressSanitizer = true;
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-#else
-constexpr bool kAddressSanitizer = false;
-#endif
-
 // The faults that push the most bytes at the probe, many times over: after a warm-up, neither
 // resident memory nor the descriptor count may grow. Every run must still fail the same way.
 // Under AddressSanitizer freed memory sits in its quarantine (up to 256 MiB), so resident
@@ -443,7 +432,7 @@ TEST(FaultMemoryTest, HugeLinesAndEndlessRepliesLeaveMemoryAndDescriptorsFlat) {
     EXPECT_EQ(failures_seen, kWarmUp + kRuns) << "every run is a prompt protocol_error";
     EXPECT_EQ(server.connections(), static_cast<size_t>(kWarmUp + kRuns));
     EXPECT_GT(rss_before, 0);
-    if (!kAddressSanitizer) {
+    if (!testing::kAddressSanitizer) {
       EXPECT_LT(rss_after - rss_before, kMaxGrowthKib);
     }
     EXPECT_EQ(describe(fds_after), describe(fds_before));

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "tests/fakes/mail_env.h"
+#include "tests/fakes/mail_env_config.h"
 #include "tests/fakes/process_watch.h"
 #include "tests/fakes/subprocess.h"
 
@@ -40,6 +41,10 @@ using Clock = std::chrono::steady_clock;
 using testing::connectLoopback;
 using testing::Subprocess;
 
+// Under AddressSanitizer the daemon renders about ten times slower, and a scrape waits behind
+// the hammer's as long: the bounds on scrape times and counts are that much looser there. The
+// schedule, the loop's CPU, the slow clients' drop and the descriptors keep theirs.
+constexpr double kSlower = testing::kAddressSanitizer ? 10 : 1;
 constexpr int kFastScrapers = 64;
 constexpr int kSlowSenders = 8;
 constexpr int kSlowReaders = 8;
@@ -243,26 +248,9 @@ class HttpHammerTest : public testing::MailEnvSuite {
                     "phase_timeout = \"8s\"\nca_file = \"" +
                     env()->caFile() + "\"\nsource_address = \"127.0.0.2\"\n\n[account]\nuser = \"" +
                     env()->user() + "\"\npassword_file = \"" + env()->dir() + "/password\"\n";
-    const struct {
-      const char* service;
-      uint16_t port;
-      const char* security;
-    } endpoints[] = {{"imap", env()->imapStarttlsPort(), "starttls"},
-                     {"imap", env()->imapsPort(), "tls"},
-                     {"smtp", env()->smtpPort(), "starttls"},
-                     {"smtp", env()->smtpsPort(), "tls"},
-                     {"smtp", env()->submissionPort(), "starttls"}};
     for (const char* address :
          {"127.0.0.1", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8"}) {
-      t += std::string("\n[[host]]\nname = \"localhost\"\naddresses = [\"") + address + "\"]\n";
-      for (const auto& e : endpoints) {
-        t += std::string("  [[host.endpoint]]\n  service = \"") + e.service +
-             "\"\n  port = " + std::to_string(e.port) + "\n  security = \"" + e.security +
-             "\"\n  mechanisms = [\"PLAIN\"]\n";
-        if (e.port == env()->smtpPort()) {
-          t += "  starttls_required = false\n  auth = \"optional\"\n";
-        }
-      }
+      t += "\n" + testing::platformHostToml(*env(), address, "  mechanisms = [\"PLAIN\"]\n");
     }
     return t;
   }
@@ -348,7 +336,8 @@ TEST_F(HttpHammerTest, ProbesKeepTheirScheduleAndTheListenerHoldsAndLeaksNothing
   for (size_t round = 0; round < rounds.size(); ++round) {
     const HammerReport& r = rounds[round];
     SCOPED_TRACE("round " + std::to_string(round + 1));
-    EXPECT_GT(r.fast_scrapes, 1000u) << "the hammer itself did not run";
+    EXPECT_GT(static_cast<double>(r.fast_scrapes), 1000 / kSlower)
+        << "the hammer itself did not run";
     EXPECT_EQ(r.fast_failures, 0u);
     EXPECT_LT(r.max_loop_lag, 0.5);
     // The scrapes are rendered on the workers: the loop thread works as it does without them
@@ -358,9 +347,10 @@ TEST_F(HttpHammerTest, ProbesKeepTheirScheduleAndTheListenerHoldsAndLeaksNothing
         << " s without";
     // (b) A normal scrape, while 16 slow clients hold connections and 64 more hammer.
     EXPECT_EQ(r.normal_failures, 0);
-    EXPECT_GE(r.normal_latency.size(), 10u);
-    EXPECT_LT(quantile(r.normal_latency, 0.5), 0.5);
-    EXPECT_LT(quantile(r.normal_latency, 1.0), 2.0) << "a scrape waited for a slow client";
+    EXPECT_GE(static_cast<double>(r.normal_latency.size()), 10 / kSlower);
+    EXPECT_LT(quantile(r.normal_latency, 0.5), 0.5 * kSlower);
+    EXPECT_LT(quantile(r.normal_latency, 1.0), 2.0 * kSlower)
+        << "a scrape waited for a slow client";
     // Slow senders are dropped once their request takes longer than the timeout to arrive.
     EXPECT_FALSE(r.slow_dropped.empty());
     EXPECT_LT(quantile(r.slow_dropped, 1.0), seconds(kRequestTimeout) + 3.0);
@@ -383,7 +373,9 @@ TEST_F(HttpHammerTest, ProbesKeepTheirScheduleAndTheListenerHoldsAndLeaksNothing
   // memory to the first (which grows every worker's arena once).
   EXPECT_LE(after[0].fds, before.fds + 2);
   EXPECT_LE(after[1].fds, before.fds + 2);
-  EXPECT_LT(after[1].rss_kib - after[0].rss_kib, 4 * 1024);
+  if (!testing::kAddressSanitizer) {
+    EXPECT_LT(after[1].rss_kib - after[0].rss_kib, 4 * 1024);
+  }
   std::string buckets;
   for (const char* le : {"0.001", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1"}) {
     buckets += std::string(" <=") + le + "s: " + std::to_string(static_cast<int>(delays[le]));

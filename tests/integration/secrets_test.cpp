@@ -19,8 +19,10 @@
 #include <chrono>
 #include <fstream>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "tests/fakes/mail_env.h"
@@ -63,10 +65,17 @@ class SecretsTest : public testing::MailEnvSuite {
     wrong_file_ = env()->dir() + "/secrets-wrong-password";
     { std::ofstream(wrong_file_) << wrong_ << "\n"; }
     ::chmod(wrong_file_.c_str(), 0600);
-    forms_ = testing::passwordForms(env()->user(), right_);
-    for (auto& f : testing::passwordForms(env()->user(), wrong_)) {
-      f.name = "wrong " + f.name;
-      forms_.push_back(std::move(f));
+    other_user_ = env()->value("OTHER_USER");
+    ASSERT_FALSE(other_user_.empty());
+    // The AUTH PLAIN message holds the user too: one set of forms per user and password sent.
+    using Sent = std::tuple<std::string, std::string, std::string>;  // user, password, name
+    for (const auto& [user, password, name] :
+         {Sent{env()->user(), right_, ""}, Sent{kEchoUser, right_, "echo "},
+          Sent{other_user_, wrong_, "wrong "}, Sent{env()->user(), wrong_, "wrong "}}) {
+      for (auto& f : testing::passwordForms(user, password)) {
+        f.name = name + f.name;
+        forms_.push_back(std::move(f));
+      }
     }
     // Servers that quote the login back, with the mail servers' own valid certificate.
     for (auto [protocol, via_starttls] : {std::pair{testing::FaultProtocol::Smtp, false},
@@ -75,6 +84,7 @@ class SecretsTest : public testing::MailEnvSuite {
       o.protocol = protocol;
       o.fault = testing::Fault::EchoLogin;
       o.via_starttls = via_starttls;
+      o.address = kEchoAddress;
       o.tls.key_pem = readFile(env()->dir() + "/certs/valid.key");
       o.tls.cert_pem = readFile(env()->dir() + "/certs/valid.crt");
       ASSERT_FALSE(o.tls.key_pem.empty() || o.tls.cert_pem.empty());
@@ -85,8 +95,10 @@ class SecretsTest : public testing::MailEnvSuite {
   // How an account gives its password: a file, or inline in the config.
   enum class Source { File, Inline };
 
-  std::string account(const std::string& table, Source source, bool wrong) const {
-    std::string t = "[" + table + "]\nuser = " + quoted(env()->user()) + "\n";
+  // The probe account, or another `user`; the right password, or the wrong one.
+  std::string account(const std::string& table, Source source, bool wrong,
+                      const std::string& user = "") const {
+    std::string t = "[" + table + "]\nuser = " + quoted(user.empty() ? env()->user() : user) + "\n";
     if (source == Source::File) {
       return t + "password_file = " + quoted(wrong ? wrong_file_ : env()->dir() + "/password") +
              "\n";
@@ -101,13 +113,16 @@ class SecretsTest : public testing::MailEnvSuite {
            extra;
   }
 
-  // Two hosts, both "localhost" (the certificates' name), on 127.0.0.1:
-  //  1. with `addresses`: the right password, logging in on Dovecot 143 and Postfix 25 and 465,
-  //     and on the two servers that quote the login back (SMTP over implicit TLS, IMAP after
-  //     STARTTLS);
-  //  2. resolved, IPv4 only: the wrong password on Dovecot 993 and Postfix 587, from 127.0.0.9
-  //     (exempt from Dovecot's auth penalty), two mechanisms each (every refusal still costs
-  //     Dovecot's 2 s auth_failure_delay), with the relay rules of 587 checked signed in with it.
+  // Three hosts, all "localhost" (the certificates' name), each with its own account, so that
+  // refused logins on one never hold back the logins of another (the back-off is per account):
+  //  1. at 127.0.0.1, the probe account with the right password, logging in on Dovecot 143 and
+  //     Postfix 25 and 465;
+  //  2. at 127.0.0.10, the two servers that quote the login back (SMTP over implicit TLS, IMAP
+  //     after STARTTLS), given the right password for a user of their own;
+  //  3. resolved, IPv4 only, from 127.0.0.9 (exempt from Dovecot's auth penalty): the other
+  //     user of the mail servers with the wrong password on Dovecot 993 and Postfix 587, two
+  //     mechanisms each (every refusal still costs Dovecot's 2 s auth_failure_delay), with the
+  //     relay rules of 587 checked signed in with it.
   std::string config(Source source, uint16_t listen) const {
     std::string t = "[daemon]\nlisten = \"127.0.0.1:" + std::to_string(listen) +
                     "\"\nlog_level = \"debug\"\n\n"
@@ -119,11 +134,12 @@ class SecretsTest : public testing::MailEnvSuite {
                     endpoint("imap", env()->imapStarttlsPort(), "starttls") +
                     endpoint("smtp", env()->smtpPort(), "starttls",
                              "  starttls_required = false\n  auth = \"optional\"\n") +
-                    endpoint("smtp", env()->smtpsPort(), "tls") +
-                    endpoint("smtp", echo_[0]->port(), "tls") +
-                    endpoint("imap", echo_[1]->port(), "starttls");
+                    endpoint("smtp", env()->smtpsPort(), "tls");
+    t += std::string("\n[[host]]\nname = \"localhost\"\naddresses = [\"") + kEchoAddress + "\"]\n" +
+         account("host.account", source, false, kEchoUser) +
+         endpoint("smtp", echo_[0]->port(), "tls") + endpoint("imap", echo_[1]->port(), "starttls");
     t += "\n[[host]]\nname = \"localhost\"\nfamily = \"ipv4\"\nsource_address = \"127.0.0.9\"\n" +
-         account("host.account", source, true) +
+         account("host.account", source, true, other_user_) +
          endpoint("imap", env()->imapsPort(), "tls",
                   "  mechanisms = [\"PLAIN\", \"LOGIN-COMMAND\"]\n") +
          endpoint("smtp", env()->submissionPort(), "starttls",
@@ -167,8 +183,11 @@ class SecretsTest : public testing::MailEnvSuite {
   }
 
   void runDaemon(Source source, const std::string& name);
+  struct Refusals expectedRefusals() const;
 
-  std::string right_, wrong_, wrong_file_;
+  static constexpr const char* kEchoUser = "echo@fault.test";
+  static constexpr const char* kEchoAddress = "127.0.0.10";
+  std::string right_, wrong_, wrong_file_, other_user_;
   std::vector<testing::SecretForm> forms_;
   std::vector<std::unique_ptr<FaultServer>> echo_;
   std::vector<std::pair<std::string, std::string>> seen_;
@@ -189,31 +208,48 @@ bool hasAuthFailedWith(const nlohmann::json& endpoint, const std::string& said) 
   return false;
 }
 
+// The endpoints whose logins are refused, and which of them were seen refused as planned: the
+// echoing servers with their quote (redacted: they refuse with a temporary failure, which the
+// login gate does not count against the password, so every login reaches them), the wrong
+// password by the real servers.
+struct Refusals {
+  std::set<uint16_t> echo, wrong;
+  std::set<uint16_t> seen;
+  bool wrong_refused = false;  // a wrong-password login reached a server and was refused
+};
+
 // Every endpoint ran and came out as planned: the right password works on the real servers,
-// the wrong one is refused by them (once: the login gate holds back the account's other logins,
-// which say auth_backoff), the echoing servers refuse with their quote (redacted).
-bool everyPathRan(const nlohmann::json& j, uint16_t smtp_echo, uint16_t imap_echo, uint16_t imaps,
-                  uint16_t submission) {
-  if (!j.contains("endpoints") || j["endpoints"].size() != 7 || !j.contains("relay") ||
-      j["relay"].empty()) {
+// each refused endpoint was seen refused, and the relay check ran.
+bool everyPathRan(const nlohmann::json& j, Refusals& r) {
+  if (!j.contains("endpoints") || j["endpoints"].size() != 7) {
     return false;
   }
+  bool ok = j.contains("relay") && !j["relay"].empty();
   for (const auto& e : j["endpoints"]) {
     uint16_t port = e["port"].get<uint16_t>();
-    if (port == smtp_echo || port == imap_echo) {
-      if (!hasAuthFailedWith(e, "Authentication failed for")) {
-        return false;
+    if (r.echo.count(port) != 0) {
+      if (hasAuthFailedWith(e, "Authentication failed for")) {
+        r.seen.insert(port);
       }
-    } else if (port == imaps || port == submission) {
+    } else if (r.wrong.count(port) != 0) {
+      // One of them is refused; the login gate holds the account's others back (auth_backoff).
       const std::string reason = e.value("reason", "");
-      if (reason != "auth_failed" && reason != "auth_backoff") {
-        return false;
+      if (reason == "auth_failed" || reason == "auth_backoff") {
+        r.seen.insert(port);
+        r.wrong_refused = r.wrong_refused || reason == "auth_failed";
       }
-    } else if (e.value("success", false) != true) {
-      return false;
+    } else {
+      ok = ok && e.value("success", false) == true;
     }
   }
-  return true;
+  return ok && r.wrong_refused && r.seen.size() == r.echo.size() + r.wrong.size();
+}
+
+Refusals SecretsTest::expectedRefusals() const {
+  Refusals r;
+  r.echo = {echo_[0]->port(), echo_[1]->port()};
+  r.wrong = {env()->imapsPort(), env()->submissionPort()};
+  return r;
 }
 
 void SecretsTest::runDaemon(Source source, const std::string& name) {
@@ -223,13 +259,9 @@ void SecretsTest::runDaemon(Source source, const std::string& name) {
                     env()->dir() + "/secrets-run-" + name + ".log");
   ASSERT_TRUE(daemon.started());
   nlohmann::json status;
+  Refusals refusals = expectedRefusals();
   bool ran = testing::waitForStatusJson(
-      port,
-      [&](const nlohmann::json& j) {
-        return everyPathRan(j, echo_[0]->port(), echo_[1]->port(), env()->imapsPort(),
-                            env()->submissionPort());
-      },
-      90s, &status);
+      port, [&](const nlohmann::json& j) { return everyPathRan(j, refusals); }, 90s, &status);
   EXPECT_TRUE(ran) << status.dump(2) << daemon.output();
   for (const char* page : {"/", "/status.json", "/metrics", "/healthz", "/no-such-page"}) {
     testing::HttpReply reply = testing::httpGet(port, page);
@@ -285,9 +317,8 @@ TEST_F(SecretsTest, NoPathShowsThePassword) {
     size_t json_start = json.output.starts_with("{") ? 0 : json.output.find("\n{") + 1;
     auto j = nlohmann::json::parse(json.output.substr(json_start), nullptr, false);
     ASSERT_FALSE(j.is_discarded()) << json.output;
-    EXPECT_TRUE(everyPathRan(j, echo_[0]->port(), echo_[1]->port(), env()->imapsPort(),
-                             env()->submissionPort()))
-        << j.dump(2);
+    Refusals refusals = expectedRefusals();
+    EXPECT_TRUE(everyPathRan(j, refusals)) << j.dump(2);
     saw("check json " + name, json.output);
 
     runDaemon(source, name);
