@@ -38,12 +38,25 @@ uint16_t envPort(const MailEnv& env, uint16_t standard_port) {
   }
 }
 
-std::string platformConfigToml(const MailEnv& env, const std::string& address,
-                               const std::string& defaults_extra) {
+namespace {
+
+std::string defaultsAndAccount(const MailEnv& env, const std::string& defaults_extra) {
   return "[defaults]\nca_file = " + quoted(env.caFile()) + "\nsource_address = \"127.0.0.2\"\n" +
          defaults_extra + "\n[account]\nuser = " + quoted(env.user()) +
-         "\npassword_file = " + quoted(env.dir() + "/password") + "\n\n" +
-         platformHostToml(env, address);
+         "\npassword_file = " + quoted(env.dir() + "/password") + "\n\n";
+}
+
+}  // namespace
+
+std::string platformConfigToml(const MailEnv& env, const std::string& address,
+                               const std::string& defaults_extra) {
+  return defaultsAndAccount(env, defaults_extra) + platformHostToml(env, address);
+}
+
+std::string daemonConfigToml(const MailEnv& env, uint16_t listen,
+                             const std::string& defaults_extra) {
+  return "[daemon]\nlisten = \"127.0.0.1:" + std::to_string(listen) + "\"\n\n" +
+         defaultsAndAccount(env, defaults_extra);
 }
 
 std::string platformHostToml(const MailEnv& env, const std::string& address,

@@ -22,6 +22,11 @@ uint16_t envPort(const MailEnv& env, uint16_t standard_port);
 std::string platformConfigToml(const MailEnv& env, const std::string& address,
                                const std::string& defaults_extra = "");
 
+// [daemon] listening on 127.0.0.1:`listen`, then [defaults] and [account] as above, no host:
+// for `mailprobed run`, followed by hosts of the caller's choosing.
+std::string daemonConfigToml(const MailEnv& env, uint16_t listen,
+                             const std::string& defaults_extra = "");
+
 // One [[host]] "localhost" at `address` with the platform's five endpoints (25: STARTTLS and
 // sign-in optional), `endpoint_extra` (whole TOML lines) added to each endpoint.
 std::string platformHostToml(const MailEnv& env, const std::string& address,

@@ -243,11 +243,8 @@ class HttpHammerTest : public testing::MailEnvSuite {
   // conversations with TLS and a login each (PLAIN only, to keep Dovecot's share of the two
   // cores small), so that the pages are not trivial to render.
   std::string config(uint16_t listen) const {
-    std::string t = "[daemon]\nlisten = \"127.0.0.1:" + std::to_string(listen) +
-                    "\"\n\n[defaults]\ninterval = \"2s\"\ntimeout = \"20s\"\n"
-                    "phase_timeout = \"8s\"\nca_file = \"" +
-                    env()->caFile() + "\"\nsource_address = \"127.0.0.2\"\n\n[account]\nuser = \"" +
-                    env()->user() + "\"\npassword_file = \"" + env()->dir() + "/password\"\n";
+    std::string t = testing::daemonConfigToml(
+        *env(), listen, "interval = \"2s\"\ntimeout = \"20s\"\nphase_timeout = \"8s\"\n");
     for (const char* address :
          {"127.0.0.1", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7", "127.0.0.8"}) {
       t += "\n" + testing::platformHostToml(*env(), address, "  mechanisms = [\"PLAIN\"]\n");
