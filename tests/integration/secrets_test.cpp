@@ -246,7 +246,10 @@ bool everyPathRan(const nlohmann::json& j, Refusals& r) {
       const std::string reason = e.value("reason", "");
       if (reason == "auth_failed" || reason == "auth_backoff") {
         r.seen.insert(port);
-        r.wrong_refused = r.wrong_refused || reason == "auth_failed";
+      }
+      // The refused one may be any mechanism's connection, the endpoint's reason another's.
+      for (const auto& a : e["auth"]) {
+        r.wrong_refused = r.wrong_refused || a.value("reason", "") == "auth_failed";
       }
     } else {
       ok = ok && e.value("success", false) == true;
