@@ -235,6 +235,15 @@ bool everyPathRan(const nlohmann::json& j, Refusals& r) {
   for (const auto& c : j.value("relay", nlohmann::json::array())) {
     r.wrong_refused = r.wrong_refused || c.value("reason", "") == "auth_failed";
   }
+  // A refused run can be replaced by a held-back one between two polls: the login gate's count
+  // of refusals in a row, shown per endpoint, says a refusal happened all the same.
+  for (const auto& s : j.value("endpoint_states", nlohmann::json::array())) {
+    if (r.wrong.count(s.value("port", uint16_t{0})) != 0) {
+      for (const auto& b : s.value("auth_backoff", nlohmann::json::array())) {
+        r.wrong_refused = r.wrong_refused || b.value("refused_in_a_row", 0) > 0;
+      }
+    }
+  }
   for (const auto& e : j["endpoints"]) {
     uint16_t port = e["port"].get<uint16_t>();
     if (r.echo.count(port) != 0) {
