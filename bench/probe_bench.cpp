@@ -18,7 +18,9 @@
 //   probe_bench schedule --target KIND=PORT ... --endpoints E --interval-ms I --cap C
 //                        --seconds S [--ca-file F]
 //       the real Scheduler (daemon/scheduler.h) with E endpoints: start drift (actual minus
-//       planned start) p50/p99/max, probes, CPU, and the most probes ever in flight.
+//       planned start) p50/p99/max, the same over the runs that found a free slot at their
+//       planned time (timer_drift: the timer's own lateness; the others waited for a slot),
+//       probes, CPU, and the most probes ever in flight.
 // KIND is imap-starttls, imaps, smtp-starttls or smtps; every probe goes to 127.0.0.1 with the
 // name "localhost" for SNI and verification. Every loop is bounded by --max-seconds.
 
@@ -531,10 +533,25 @@ int scheduleMode(const Args& a) {
   Scheduler::Options options;
   options.max_in_flight = a.cap;
   TlsContextCache contexts;  // as the daemon's
+  // Probes in flight over time (loop ms, count after the change) and each start (loop ms,
+  // drift), to tell a run that found every slot taken at its planned time (it waits in the
+  // queue: by design, the cap holds) from one whose timer fired late.
+  std::vector<std::pair<uint64_t, size_t>> in_flight;
+  std::vector<std::pair<uint64_t, double>> starts;
+  Scheduler* self = nullptr;
   Scheduler scheduler(
       &loop, options,
-      [&](const std::string&, auto results) { tally.record(endpointResults(results)); },
-      [&](const std::string&, double drift) { drifts.push_back(drift); }, &contexts);
+      [&](const std::string&, auto results) {
+        tally.record(endpointResults(results));
+        in_flight.emplace_back(uv_now(&loop), self->inFlight());
+      },
+      [&](const std::string&, double drift) {
+        drifts.push_back(drift);
+        in_flight.emplace_back(uv_now(&loop), self->inFlight());
+        starts.emplace_back(uv_now(&loop), drift);
+      },
+      &contexts);
+  self = &scheduler;
   std::vector<ScheduledEndpoint> endpoints;
   for (size_t i = 0; i < a.endpoints; ++i) {
     const std::string& target = a.targets[i % a.targets.size()];
@@ -563,16 +580,31 @@ int scheduleMode(const Args& a) {
   double wall = wallSeconds() - wall0;
   int closed = uv_loop_close(&loop);
   size_t done = tally.ok + tally.failed;
+  // The timer's own lateness: the drift of the runs that found a free slot at their planned
+  // time (in flight then below the cap; the events are in loop time order).
+  std::vector<double> timer_drifts;
+  for (const auto& [at, drift] : starts) {
+    const auto planned = static_cast<uint64_t>(static_cast<double>(at) - 1000 * drift + 0.5);
+    auto after = std::upper_bound(in_flight.begin(), in_flight.end(), planned,
+                                  [](uint64_t t, const auto& e) { return t < e.first; });
+    size_t then = after == in_flight.begin() ? 0 : std::prev(after)->second;
+    if (then < a.cap) {
+      timer_drifts.push_back(drift);
+    }
+  }
   std::printf(
       "mode=schedule endpoints=%zu interval_ms=%lld cap=%zu seconds=%.1f starts=%zu probes=%zu "
       "ok=%zu failed=%zu max_in_flight_seen=%zu skipped=%llu drift_p50_ms=%.1f "
-      "drift_p99_ms=%.1f drift_max_ms=%.1f cpu_s=%.3f cpu_ms_per_probe=%.4f "
+      "drift_p99_ms=%.1f drift_max_ms=%.1f waited_for_slot=%zu timer_drift_p50_ms=%.1f "
+      "timer_drift_p99_ms=%.1f timer_drift_max_ms=%.1f cpu_s=%.3f cpu_ms_per_probe=%.4f "
       "probes_per_cpu_s=%.1f probes_per_wall_s=%.1f rss_idle_kib=%ld rss_kib=%ld hwm_kib=%ld "
       "loop_closed=%d reasons=%s\n",
       a.endpoints, static_cast<long long>(a.interval_ms), a.cap, wall, drifts.size(), done,
       tally.ok, tally.failed, scheduler.maxInFlightSeen(),
       static_cast<unsigned long long>(scheduler.skippedRuns()), 1000 * percentile(drifts, 0.5),
-      1000 * percentile(drifts, 0.99), 1000 * percentile(drifts, 1.0), cpu,
+      1000 * percentile(drifts, 0.99), 1000 * percentile(drifts, 1.0),
+      starts.size() - timer_drifts.size(), 1000 * percentile(timer_drifts, 0.5),
+      1000 * percentile(timer_drifts, 0.99), 1000 * percentile(timer_drifts, 1.0), cpu,
       done ? 1000.0 * cpu / static_cast<double>(done) : 0,
       cpu > 0 ? static_cast<double>(done) / cpu : 0,
       wall > 0 ? static_cast<double>(done) / wall : 0, rss_idle, statusKib("VmRSS"),
