@@ -21,6 +21,9 @@ packages=(
   # swaks's TLS (Net::SSLeay) and AUTH CRAM-MD5 (Digest::HMAC_MD5) are only Recommends or
   # Suggests: without them, with --no-install-recommends, swaks -tls exits 10
   libnet-ssleay-perl libauthen-sasl-perl libdigest-hmac-perl
+  # the AddressSanitizer + UndefinedBehaviorSanitizer build and the libFuzzer targets
+  # (tests/sanitizer_build.sh): clang, and its sanitizer and fuzzer runtimes
+  clang libclang-rt-14-dev
 )
 
 if [ "$(id -u)" != 0 ]; then

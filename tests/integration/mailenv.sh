@@ -835,9 +835,12 @@ cmd_doveconf() {
 
 # SIGHUP makes Dovecot's master re-read its config and replace its processes; login processes of
 # the old configuration finish what they serve but no longer accept. Return once master has
-# logged the reload and the old login and auth processes are gone.
+# logged the reload and the old login and auth processes are gone. An old auth process lives as
+# long as a client of its sockets does: Postfix's smtpd processes keep their SASL connection
+# (auth-postfix) while they idle, and would go on authenticating with the old settings; so when
+# only auth is left after 0.5 s, Postfix is reloaded, which ends those smtpd processes.
 reload_dovecot() {
-  local master=$1 before old reloads i p pending
+  local master=$1 before old reloads i p pending postfix_master postfix_reloaded=no
   old=$(ps -o pid=,comm= --ppid "$master" |
     awk '$2 ~ /^(imap-login|auth|config)$/ { print $1 }' | tr '\n' ' ')
   before=$(grep -c "SIGHUP received" "$DOVECOT_LOG" || true)
@@ -850,10 +853,17 @@ reload_dovecot() {
         [[ -d /proc/$p && $(ps -o stat= -p "$p") != Z* ]] && pending+=" $p"
       done
       [[ -z $pending ]] && return 0
+      if ((i >= 10)) && [[ $postfix_reloaded == no ]] &&
+        ! ps -o comm= -p "${pending# }" | grep -qv '^auth$' &&
+        postfix_master=$(live_pid postfix); then
+        postfix_reloaded=yes
+        reload_postfix "$postfix_master" || return 1
+      fi
     fi
     sleep 0.05
   done
   log "doveconf: Dovecot did not finish reloading within 5 s (still running:${pending:-?})"
+  [[ -n ${pending:-} ]] && ps -o pid=,comm= -p "${pending# }" | sed 's/^/mailenv:   /' >&2
   return 1
 }
 
