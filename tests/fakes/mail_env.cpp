@@ -131,14 +131,7 @@ bool executableInPath(const std::string& name) {
 }  // namespace
 
 std::string MailEnv::scriptPath() {
-#ifdef MAILPROBE_SOURCE_DIR
   return MAILPROBE_SOURCE_DIR "/tests/integration/mailenv.sh";
-#else
-  // The test-support library is built without MAILPROBE_SOURCE_DIR (only the test executables
-  // get it); CMake compiles with absolute source paths, so this file knows where the tree is.
-  const std::filesystem::path here(__FILE__);
-  return (here.parent_path().parent_path() / "integration" / "mailenv.sh").string();
-#endif
 }
 
 bool MailEnv::available(std::string* why) {

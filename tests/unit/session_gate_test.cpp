@@ -107,7 +107,7 @@ TEST_F(SessionGateTest, SmtpHeldBackSendsNoAuthAndQuits) {
 }
 
 TEST_F(SessionGateTest, ImapHeldBackSendsNoLoginNorAuthenticate) {
-  for (const std::string& mechanism : {"LOGIN-COMMAND", "PLAIN", "LOGIN"}) {
+  for (const char* mechanism : {"LOGIN-COMMAND", "PLAIN", "LOGIN"}) {
     SCOPED_TRACE(mechanism);
     refuseOnce();
     FakeHost host;
