@@ -13,6 +13,9 @@
 #   --no-install a missing Debian package, or not being root, is a skip (exit 77, the reason on
 #                stdout) instead of an apt-get install (or an error)
 #   --keep       keep the work directory (configs, logs, raw lines) instead of removing it
+#   --steps LIST only these steps, comma-separated (paired, blackbox, resumption, saturation,
+#                drift, daemon, render, instructions), to work on one of them; the report's
+#                other figures are then empty
 #
 # Measured, all on loopback, each in the same run:
 #   1. mailprobed: bench/probe_bench (EndpointProbe on one libuv loop, auth skipped, so the
@@ -26,6 +29,9 @@
 #      s_time process), and a bare TCP connect + greeting read (probe_bench greeting), each run
 #      paired with a mailprobed run of the same kind right after it (the ratio is the median of
 #      the pairs' ratios: machine noise hits both sides of a pair alike).
+#   4. instructions per probe, mailprobed's and the floor's, counted by valgrind's callgrind
+#      (not in --quick): a count does not depend on the machine's load, nor on how long a
+#      process waits; it tells the code's cost from the cost of waiting.
 # Every figure is CPU time, not wall time: the machine is shared with the servers themselves.
 # Exit status: 0 when every probe of every tool succeeded (the comparison holds: the daemon's
 # 1,000 endpoints all up included), 1 otherwise, 77 for a skip (--no-install); targets missed
@@ -37,7 +43,7 @@ export LC_ALL=C
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BUILD=$ROOT/build-bench
-QUICK=no KEEP=no OUT="" PREBUILT=no INSTALL=yes
+QUICK=no KEEP=no OUT="" PREBUILT=no INSTALL=yes STEPS=""
 COMMAND="bench/run.sh $*"
 
 die() {
@@ -64,6 +70,10 @@ while (($# > 0)); do
       shift
       ;;
     --no-install) INSTALL=no ;;
+    --steps)
+      STEPS=${2:?--steps needs a list}
+      shift
+      ;;
     -h | --help)
       sed -n '/^# Usage:/,/^#$/p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
@@ -77,13 +87,13 @@ done
 if [[ $QUICK == yes ]]; then
   PAIRS=1 REPEATS=1 KIND_PROBES=200 GREETINGS=200 STIME_SECONDS=3 MEM_PROBES=1000 SAT_CONCURRENCY=32
   SCHED_SECONDS=8 RESUME_HANDSHAKES=100 RESUME_STIME_SECONDS=1 METRICS_SCRAPES=10
-  DAEMON_CPU_SECONDS=0 DAEMON_SETTLE_SECONDS=0 RENDER_ROUNDS=5
+  DAEMON_CPU_SECONDS=0 DAEMON_SETTLE_SECONDS=0 RENDER_ROUNDS=5 INSTR_PROBES=0
   OUT=${OUT:-$BUILD/bench-quick.md}
 else
   PAIRS=5 REPEATS=3 KIND_PROBES=1000 GREETINGS=1000 STIME_SECONDS=10 MEM_PROBES=20000
   SAT_CONCURRENCY=32
   SCHED_SECONDS=60 RESUME_HANDSHAKES=1000 RESUME_STIME_SECONDS=10 METRICS_SCRAPES=30
-  DAEMON_CPU_SECONDS=20 DAEMON_SETTLE_SECONDS=75 RENDER_ROUNDS=15
+  DAEMON_CPU_SECONDS=20 DAEMON_SETTLE_SECONDS=75 RENDER_ROUNDS=15 INSTR_PROBES=100
   OUT=${OUT:-$ROOT/bench/RESULTS.md}
 fi
 CONCURRENCY=8 DAEMON_ENDPOINTS=1000
@@ -116,6 +126,7 @@ need_packages() {
 }
 need_packages prometheus-blackbox-exporter curl openssl time dovecot-core dovecot-imapd postfix \
   iproute2 procps util-linux
+((INSTR_PROBES > 0)) && need_packages valgrind
 # The package enables a system instance on port 9115 (all interfaces); ours listens on loopback.
 # It is left alone, neither used nor stopped.
 
@@ -653,13 +664,86 @@ measure_render() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Instructions per probe (valgrind --tool=callgrind): the same count whatever else the machine
+# does. Each figure is the slope between a short and a long run (Ir(long) - Ir(short)) /
+# (n(long) - n(short)), so that start-up (loading the CA file, the TLS context) cancels out:
+# probe_bench probe and greeting with INSTR_PROBES/5 and INSTR_PROBES probes; s_time -new,
+# which runs for a time, not a count, for 3 s and 12 s (under callgrind, a few dozen and a
+# few hundred handshakes).
+
+declare -A INSTR
+# callgrind_run NAME COMMAND...: runs COMMAND under callgrind; prints "IR STDOUT" (stdout on one
+# line) of the run.
+callgrind_run() {
+  local name=$1 out
+  shift
+  out=$WORK/callgrind.$name
+  valgrind --tool=callgrind --callgrind-out-file="$out.cg" "$@" >"$out.stdout" 2>"$out.log" || true
+  local ir
+  ir=$(sed -n 's/^summary: //p' "$out.cg" 2>/dev/null)
+  [[ -n $ir ]] || die "callgrind of $name gave no count: $(tail -n 5 "$out.log")"
+  echo "$ir $(tr '\n' ' ' <"$out.stdout")"
+}
+# instr_slope NAME N1 N2 COMMAND-WITH-@N@: instructions per probe between N1 and N2 probes.
+instr_slope() {
+  local name=$1 n1=$2 n2=$3 ir1 ir2 rest
+  shift 3
+  read -r ir1 rest < <(callgrind_run "$name-$n1" "${@//@N@/$n1}")
+  local failed1 failed2
+  failed1=$(kv "$rest" failed)
+  read -r ir2 rest < <(callgrind_run "$name-$n2" "${@//@N@/$n2}")
+  failed2=$(kv "$rest" failed)
+  # A failed probe (failed=N in the raw lines) makes the run's exit status 1, as elsewhere.
+  raw "callgrind $name probes=$n1 ir=$ir1 probes=$n2 ir=$ir2 failed=$((${failed1:-1} + ${failed2:-1}))"
+  calc "($ir2 - $ir1) / ($n2 - $n1)" 0
+}
+# stime_slope NAME PORT: instructions per s_time -new handshake.
+stime_slope() {
+  local name=$1 port=$2 t ir out n points=()
+  for t in 3 12; do
+    read -r ir out < <(callgrind_run "$name-s_time-$t" openssl s_time -connect "127.0.0.1:$port" \
+      -new -time "$t" -CAfile "$CA_FILE" -verify 2)
+    n=$(sed -n 's/.* \([0-9][0-9]*\) connections in [0-9.]*s;.*/\1/p' <<<" $out" | head -n1)
+    [[ -n $n && $n -gt 0 ]] || die "s_time under callgrind made no connection: $out"
+    raw "callgrind $name s_time seconds=$t connections=$n ir=$ir"
+    points+=("$n" "$ir")
+  done
+  calc "(${points[3]} - ${points[1]}) / (${points[2]} - ${points[0]})" 0
+}
+measure_instructions() {
+  local kind n1=$((INSTR_PROBES / 5)) n2=$INSTR_PROBES name
+  for name in imaps smtps; do
+    INSTR[$name-stime]=$(stime_slope "$name" "$(port_of "$name")")
+  done
+  for kind in imap-starttls smtp-starttls; do
+    INSTR[$kind-greeting]=$(instr_slope "$kind-greeting" "$n1" "$n2" "$BENCH" greeting \
+      --port "$(port_of "$kind")" --service "$(service_of "$kind")" --count @N@ --max-seconds 600)
+  done
+  for kind in "${KINDS[@]}"; do
+    INSTR[$kind-floor]=${INSTR[$([[ $kind == imap* ]] && echo imaps || echo smtps)-stime]}
+    if [[ $kind == *-starttls ]]; then
+      INSTR[$kind-floor]=$((INSTR[$kind-floor] + INSTR[$kind-greeting]))
+    fi
+    INSTR[$kind-mp]=$(instr_slope "$kind" "$n1" "$n2" "$BENCH" probe \
+      --target "$kind=$(port_of "$kind")" --count @N@ --warmup 0 --concurrency "$CONCURRENCY" \
+      --ca-file "$CA_FILE" --max-seconds 600)
+    INSTR[$kind-ratio]=$(calc "${INSTR[$kind-mp]} / ${INSTR[$kind-floor]}" 4)
+    log "$kind: $(calc "${INSTR[$kind-mp]} / 1e6" 2) M instructions per probe," \
+      "floor $(calc "${INSTR[$kind-floor]} / 1e6" 2) M, ratio ${INSTR[$kind-ratio]}"
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
 # Run everything.
 
 T0=$SECONDS
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 write_blackbox_config
 start_blackbox
-for step in paired blackbox resumption saturation drift daemon render; do
+ALL_STEPS=(paired blackbox resumption saturation drift daemon render)
+((INSTR_PROBES > 0)) && ALL_STEPS+=(instructions)
+for step in "${ALL_STEPS[@]}"; do
+  [[ -z $STEPS || ,$STEPS, == *,$step,* ]] || continue
   t=$SECONDS
   load=$(cut -d' ' -f1 /proc/loadavg)
   "measure_$step"
@@ -669,9 +753,11 @@ RUNTIME=$((SECONDS - T0))
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 log "measured in ${RUNTIME}s"
 
+# A partial run (--steps): the figures of the other steps are empty.
+[[ -z $STEPS ]] || set +u
 MP_FAILED=0
 grep -q ' failed=[1-9]' "$RAW" && MP_FAILED=1
-if ((DAEMON[up] != DAEMON_ENDPOINTS)); then
+if [[ -z $STEPS || ,$STEPS, == *,daemon,* ]] && ((DAEMON[up] != DAEMON_ENDPOINTS)); then
   MP_FAILED=1
   log "the daemon had ${DAEMON[up]} of its $DAEMON_ENDPOINTS endpoints up"
 fi
@@ -737,6 +823,31 @@ kib_mib() { calc "$1 / 1024" 1; }
   done)connect + greeting imap-starttls ${GREETING_MS[imap-starttls]} ms, smtp-starttls"
   echo "${GREETING_MS[smtp-starttls]} ms."
   echo
+  if [[ -n ${INSTR[smtps-ratio]:-} ]]; then
+    echo "## Instructions per probe (valgrind --tool=callgrind)"
+    echo
+    echo "The same conversations, counted in instructions rather than timed: a count does not"
+    echo "depend on the machine's load or on how long a process waits for the server, so it"
+    echo "tells what the code costs from what waiting costs (more wake-ups, colder caches)."
+    echo "callgrind counts the instructions a process runs in user space: the kernel's share"
+    echo "(connect, read, write, epoll_wait; the \"sys\" part of the CPU times above) is not in it."
+    echo "Each figure is the slope between a short and a long run, so that start-up cancels"
+    echo "out: probe_bench with $((INSTR_PROBES / 5)) and $INSTR_PROBES probes, $CONCURRENCY in flight; \`s_time -new\`"
+    echo "for 3 s and 12 s."
+    echo
+    echo "| kind | floor, M instructions | mailprobed, M instructions | ratio | ratio in CPU time (above) |"
+    echo "|---|---|---|---|---|"
+    for kind in "${KINDS[@]}"; do
+      printf '| %s | %s | %s | %s× | %s× |\n' "$kind" "$(calc "${INSTR[$kind-floor]} / 1e6" 3)" \
+        "$(calc "${INSTR[$kind-mp]} / 1e6" 3)" "$(calc "${INSTR[$kind-ratio]}")" \
+        "$(calc "${RATIO[$kind]:-0}")"
+    done
+    echo
+    echo "Floor parts: s_time -new handshake IMAPS $(calc "${INSTR[imaps-stime]} / 1e6" 3) M, SMTPS"
+    echo "$(calc "${INSTR[smtps-stime]} / 1e6" 3) M; connect + greeting IMAP $(calc "${INSTR[imap-starttls-greeting]} / 1e6" 3) M, SMTP"
+    echo "$(calc "${INSTR[smtp-starttls-greeting]} / 1e6" 3) M."
+    echo
+  fi
   echo "## Saturation and memory ($MEM_PROBES probes, the four kinds in turn, $SAT_CONCURRENCY in flight)"
   echo
   echo "| | mailprobed | blackbox_exporter | mailprobed / blackbox |"
@@ -823,6 +934,15 @@ kib_mib() { calc "$1 / 1024" 1; }
   echo "| target | measured | |"
   echo "|---|---|---|"
   echo "| client CPU per probe ≤ 1.1 × floor (worst kind, median of pairs) | ${floor_worst}× ($floor_kind) | $(yesno "$floor_worst <= 1.1") |"
+  if [[ -n ${INSTR[smtps-ratio]:-} ]]; then
+    declare -A INSTR_MP INSTR_FLOOR
+    for kind in "${KINDS[@]}"; do
+      # shellcheck disable=SC2034  # read through worst()'s nameref
+      INSTR_MP[$kind]=${INSTR[$kind-mp]} INSTR_FLOOR[$kind]=${INSTR[$kind-floor]}
+    done
+    read -r instr_worst instr_kind < <(worst INSTR_MP INSTR_FLOOR)
+    echo "| the same in user-space instructions (callgrind; worst kind) | ${instr_worst}× ($instr_kind) | $(yesno "$instr_worst <= 1.1") |"
+  fi
   echo "| client CPU per probe ≤ 0.5 × blackbox (worst kind) | ${bb_worst}× ($bb_kind; the floor itself: ${floor_bb}×) | $(yesno "$bb_worst <= 0.5") |"
   echo "| RSS ≤ 0.5 × blackbox after $MEM_PROBES probes | $(calc "${SAT[mp-rss]} / ${SAT[bb-rss]}")× | $(yesno "${SAT[mp-rss]} <= 0.5 * ${SAT[bb-rss]}") |"
   echo "| RSS < 20 MiB with $DAEMON_ENDPOINTS endpoints (all with results, after the scrapes) | $(kib_mib "${DAEMON[after-rss]}") MiB (peak since start $(kib_mib "${DAEMON[hwm]}") MiB) | $(yesno "${DAEMON[after-rss]} < 20480") |"
