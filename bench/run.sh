@@ -265,7 +265,8 @@ raw() { echo "$*" >>"$RAW"; }
 # 1. mailprobed and the floor, per kind, in pairs: the floor, then at once mailprobed's probes
 #    (TLS contexts from a TlsContextCache, as the daemon has them), PAIRS times.
 
-declare -A MP_MS MP_RESUME_MS MP_RESUMED BB_MS FLOOR_MS RATIO STIME_MS GREETING_MS
+declare -A MP_MS MP_RESUME_MS MP_RESUMED BB_MS FLOOR_MS RATIO STIME_MS GREETING_MS MP_SYS_MS \
+  STIME_SYS_MS
 probe_line() {
   local line
   # A failed probe makes probe_bench exit 1: reported (failed=N), not fatal.
@@ -295,10 +296,12 @@ service_of() { [[ $1 == imap* ]] && echo imap || echo smtp; }
 measure_paired() {
   local kind r line floor stime greeting mp
   for kind in "${KINDS[@]}"; do
-    local floors=() mps=() ratios=() stimes=() greetings=()
+    local floors=() mps=() ratios=() stimes=() greetings=() mp_sys=() stime_sys=() last
     for ((r = 0; r < PAIRS; r++)); do
       stime=$(stime_ms "$STIME_SECONDS" "$(tls_port_of "$kind")" -new)
       stimes+=("$stime")
+      last=$(tail -n 1 "$RAW")
+      stime_sys+=("$(calc "1000 * $(kv "$last" sys_s) / $(kv "$last" connections)" 4)")
       floor=$stime
       if [[ $kind == *-starttls ]]; then
         line=$("$BENCH" greeting --port "$(port_of "$kind")" --service "$(service_of "$kind")" \
@@ -311,6 +314,7 @@ measure_paired() {
       line=$(probe_line --target "$kind=$(port_of "$kind")" --count "$KIND_PROBES" \
         --concurrency "$CONCURRENCY")
       mp=$(kv "$line" cpu_ms_per_probe)
+      mp_sys+=("$(calc "1000 * $(kv "$line" sys_s) / $(kv "$line" probes)" 4)")
       floors+=("$floor")
       mps+=("$mp")
       ratios+=("$(calc "$mp / $floor" 4)")
@@ -320,6 +324,8 @@ measure_paired() {
     MP_MS[$kind]=$(median "${mps[@]}")
     RATIO[$kind]=$(median "${ratios[@]}")
     STIME_MS[$kind]=$(median "${stimes[@]}")
+    MP_SYS_MS[$kind]=$(median "${mp_sys[@]}")
+    STIME_SYS_MS[$kind]=$(median "${stime_sys[@]}")
     GREETING_MS[$kind]=$( ((${#greetings[@]} > 0)) && median "${greetings[@]}" || echo 0)
     log "$kind: floor ${FLOOR_MS[$kind]} ms, mailprobed ${MP_MS[$kind]} ms per probe," \
       "ratio ${RATIO[$kind]} (median of $PAIRS pairs)"
@@ -822,6 +828,10 @@ kib_mib() { calc "$1 / 1024" 1; }
     printf '%s %s ms, ' "$kind" "${STIME_MS[$kind]}"
   done)connect + greeting imap-starttls ${GREETING_MS[imap-starttls]} ms, smtp-starttls"
   echo "${GREETING_MS[smtp-starttls]} ms."
+  echo
+  echo "The system (kernel) part of those CPU times, per probe, medians: $(for kind in "${KINDS[@]}"; do
+    printf '%s mailprobed %s ms, s_time %s ms; ' "$kind" "${MP_SYS_MS[$kind]}" "${STIME_SYS_MS[$kind]}"
+  done | sed 's/; $/./')"
   echo
   if [[ -n ${INSTR[smtps-ratio]:-} ]]; then
     echo "## Instructions per probe (valgrind --tool=callgrind)"
