@@ -5,7 +5,7 @@
 #include "daemon/config_words.h"
 #include "probes/connection.h"
 #include "probes/session.h"
-#include "probes/tls_engine.h"
+#include "probes/tls_channel.h"
 
 namespace mailprobe {
 namespace {
@@ -253,11 +253,12 @@ void HttpPost::onConnect(int status) {
     finish(PushResult::TlsFailed, "no TLS context to verify " + where() + " with");
     return;
   }
-  tls_ = std::make_unique<TlsEngine>(tls_context_, url_.host);
-  TlsEngine::Status st = tls_->handshake();
-  flushTls();
-  if (st == TlsEngine::Status::Failed) {
-    finish(PushResult::TlsFailed, "TLS handshake with " + where() + " failed: " + tls_->error());
+  tls_ = std::make_unique<TlsChannel>(
+      tls_context_, url_.host, std::string(),
+      [this](std::string bytes) { return writeRaw(std::move(bytes)); });
+  if (tls_->start() == TlsEngine::Status::Failed) {
+    finish(PushResult::TlsFailed,
+           "TLS handshake with " + where() + " failed: " + tls_->engine().error());
   }
 }
 
@@ -282,48 +283,45 @@ void HttpPost::onRead(ssize_t nread, const uv_buf_t* buf) {
 }
 
 void HttpPost::onCiphertext(std::string_view bytes, bool eof) {
-  if (eof) {
-    tls_->feedEof();
-  } else {
-    tls_->feedCiphertext(bytes);
-  }
-  if (!tls_->handshakeDone()) {
-    TlsEngine::Status st = tls_->handshake();
-    flushTls();
-    if (st == TlsEngine::Status::Failed) {
-      finish(PushResult::TlsFailed, "TLS handshake with " + where() + " failed: " + tls_->error());
+  switch (eof ? tls_->receiveEof() : tls_->receive(bytes)) {
+    case TlsChannel::Progress::Failed:
+      finish(PushResult::TlsFailed,
+             "TLS handshake with " + where() + " failed: " + tls_->engine().error());
       return;
-    }
-    if (st == TlsEngine::Status::WantIo) {
+    case TlsChannel::Progress::Handshaking:
       if (eof) {
         finish(PushResult::TlsFailed, where() + " closed the connection in the TLS handshake");
       }
       return;
+    case TlsChannel::Progress::Established: {
+      // Alerts (and credentials) go only to a server whose certificate verifies.
+      TlsFacts facts = tls_->engine().facts();
+      if (facts.verify != FailureReason::None) {
+        finish(PushResult::TlsFailed, "the certificate of " + where() + " does not verify (" +
+                                          std::string(toString(facts.verify)) + ": " +
+                                          facts.verify_detail + "); nothing was sent");
+        return;
+      }
+      sendRequest();
+      if (state_ != State::Open) {
+        return;
+      }
+      break;
     }
-    // Alerts (and credentials) go only to a server whose certificate verifies.
-    TlsFacts facts = tls_->facts();
-    if (facts.verify != FailureReason::None) {
-      finish(PushResult::TlsFailed, "the certificate of " + where() + " does not verify (" +
-                                        std::string(toString(facts.verify)) + ": " +
-                                        facts.verify_detail + "); nothing was sent");
-      return;
-    }
-  }
-  if (!request_sent_) {
-    sendRequest();
-    if (state_ != State::Open) {
-      return;
-    }
+    case TlsChannel::Progress::Open:
+      break;
   }
   std::string plaintext;
   TlsEngine::Status st = tls_->read(plaintext);
-  flushTls();
+  if (st != TlsEngine::Status::Failed && state_ == State::Open) {
+    st = tls_->writeHeld();  // a request held while the server renegotiated may go now
+  }
   if (st == TlsEngine::Status::Failed) {
-    finish(PushResult::ProtocolError, "TLS error: " + tls_->error());
+    finish(PushResult::ProtocolError, "TLS error: " + tls_->engine().error());
     return;
   }
   HttpResponseReader::State answer = reader_.feed(plaintext);
-  if (answer == HttpResponseReader::State::NeedMore && (tls_->peerClosed() || eof)) {
+  if (answer == HttpResponseReader::State::NeedMore && (tls_->engine().peerClosed() || eof)) {
     answer = reader_.finish();
   }
   onAnswer(answer);
@@ -356,35 +354,22 @@ void HttpPost::onAnswer(HttpResponseReader::State state) {
 
 void HttpPost::sendRequest() {
   if (!tls_) {
-    request_sent_ = true;
     writeRaw(std::move(request_));
-    return;
-  }
-  TlsEngine::Status st = tls_->write(request_);
-  flushTls();
-  if (st == TlsEngine::Status::Failed) {
-    finish(PushResult::ProtocolError, "TLS error: " + tls_->error());
-  } else if (st == TlsEngine::Status::Ok) {
-    request_sent_ = true;
-    request_.clear();
-  }  // WantIo: the server renegotiates; the same bytes again after its next ones
+  } else if (tls_->write(std::move(request_)) == TlsEngine::Status::Failed) {
+    finish(PushResult::ProtocolError, "TLS error: " + tls_->engine().error());
+  }  // WantIo: the server renegotiates; the channel offers it again after its next bytes
 }
 
-void HttpPost::flushTls() {
-  std::string out = tls_->takeCiphertext();
-  if (!out.empty()) {
-    writeRaw(std::move(out));
-  }
-}
-
-void HttpPost::writeRaw(std::string bytes) {
+bool HttpPost::writeRaw(std::string bytes) {
   if (state_ != State::Open) {
-    return;
+    return false;
   }
   int rc = writeOwned(reinterpret_cast<uv_stream_t*>(tcp_), std::move(bytes));
   if (rc != 0) {
     finish(PushResult::ProtocolError, std::string("cannot send: ") + uv_strerror(rc));
+    return false;
   }
+  return true;
 }
 
 void HttpPost::closeTcp() {

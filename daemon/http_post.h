@@ -28,8 +28,8 @@
 
 namespace mailprobe {
 
+class TlsChannel;
 class TlsContext;
-class TlsEngine;
 
 // What the reader keeps of an answer: the status line, the headers and the start of the body
 // (enough for Alertmanager's error message).
@@ -99,8 +99,7 @@ class HttpPost {
   void onCiphertext(std::string_view bytes, bool eof);
   void onAnswer(HttpResponseReader::State state);
   void sendRequest();
-  void flushTls();
-  void writeRaw(std::string bytes);
+  bool writeRaw(std::string bytes);
   void finish(PushResult result, std::string detail);
   void closeTcp();
   void onHandleClosed();
@@ -110,8 +109,7 @@ class HttpPost {
   AlertmanagerUrl url_;
   std::string request_;
   std::shared_ptr<TlsContext> tls_context_;
-  std::unique_ptr<TlsEngine> tls_;
-  bool request_sent_ = false;
+  std::unique_ptr<TlsChannel> tls_;  // https only; holds the request while the server renegotiates
   State state_ = State::Resolving;
   AddressLookup* lookup_ = nullptr;
   std::vector<sockaddr_storage> addresses_;

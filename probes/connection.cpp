@@ -3,7 +3,7 @@
 #include "probes/address_lookup.h"
 #include "probes/imap_session.h"
 #include "probes/smtp_session.h"
-#include "probes/tls_engine.h"
+#include "probes/tls_channel.h"
 
 namespace mailprobe {
 namespace {
@@ -178,33 +178,30 @@ void Connection::onTlsBytes(std::string_view bytes) {
     return;
   }
   tls_bytes_seen_ += bytes.size();
-  tls_->feedCiphertext(bytes);
-  if (!tls_->handshakeDone()) {
-    TlsEngine::Status st = tls_->handshake();
-    flushTls();
-    if (st == TlsEngine::Status::Failed) {
-      session_->abort(tls_->failureReason(), Phase::TlsHandshake, tls_->error());
-      close();
+  switch (tls_->receive(bytes)) {
+    case TlsChannel::Progress::Handshaking:
       return;
-    }
-    if (st == TlsEngine::Status::WantIo) {
+    case TlsChannel::Progress::Failed:
+      tlsHandshakeFailed();
       return;
-    }
-    TlsFacts facts = tls_->facts();
-    if (implicit_tls_) {
-      session_->onConnected(facts);
-    } else {
-      session_->onTlsEstablished(facts);
-    }
-    if (state_ == State::Closing) {
-      return;
-    }
+    case TlsChannel::Progress::Established:
+      if (implicit_tls_) {
+        session_->onConnected(tls_->engine().facts());
+      } else {
+        session_->onTlsEstablished(tls_->engine().facts());
+      }
+      if (state_ == State::Closing) {
+        return;
+      }
+      break;
+    case TlsChannel::Progress::Open:
+      break;
   }
   std::string plaintext;
   TlsEngine::Status st = tls_->read(plaintext);
-  flushTls();
-  if (st != TlsEngine::Status::Failed) {
-    writeTls();  // what a renegotiation held back may go now
+  if (st != TlsEngine::Status::Failed && state_ == State::Open &&
+      tls_->writeHeld() == TlsEngine::Status::Failed) {  // what a renegotiation held may go now
+    tlsFailed();
   }
   if (!plaintext.empty()) {
     session_->onData(plaintext);
@@ -213,9 +210,8 @@ void Connection::onTlsBytes(std::string_view bytes) {
     return;
   }
   if (st == TlsEngine::Status::Failed) {
-    session_->abort(FailureReason::ConnectionClosed, phase_, "TLS error: " + tls_->error());
-    close();
-  } else if (tls_->peerClosed()) {
+    tlsFailed();
+  } else if (tls_->engine().peerClosed()) {
     session_->onPeerClosed(phase_);
     close();
   }
@@ -223,19 +219,11 @@ void Connection::onTlsBytes(std::string_view bytes) {
 
 void Connection::beginTls() {
   enterPhase(Phase::TlsHandshake);
-  tls_ = std::make_unique<TlsEngine>(tls_context_, spec_->host, session_key_);
-  TlsEngine::Status st = tls_->handshake();
-  flushTls();
-  if (st == TlsEngine::Status::Failed) {
-    session_->abort(tls_->failureReason(), Phase::TlsHandshake, tls_->error());
-    close();
-  }
-}
-
-void Connection::flushTls() {
-  std::string out = tls_->takeCiphertext();
-  if (!out.empty()) {
-    writeRaw(std::move(out));
+  tls_ = std::make_unique<TlsChannel>(
+      tls_context_, spec_->host, session_key_,
+      [this](std::string bytes) { return writeRaw(std::move(bytes)); });
+  if (tls_->start() == TlsEngine::Status::Failed) {
+    tlsHandshakeFailed();
   }
 }
 
@@ -245,37 +233,33 @@ void Connection::send(std::string_view bytes) {
   }
   if (!tls_) {
     writeRaw(std::string(bytes));
-    return;
-  }
-  unsent_.emplace_back(bytes);
-  writeTls();
-}
-
-void Connection::writeTls() {
-  while (state_ == State::Open && !unsent_.empty()) {
-    TlsEngine::Status st = tls_->write(unsent_.front());
-    if (st == TlsEngine::Status::Failed) {
-      session_->abort(FailureReason::ConnectionClosed, phase_, "TLS error: " + tls_->error());
-      close();
-      return;
-    }
-    flushTls();
-    if (st == TlsEngine::Status::WantIo) {
-      return;  // the same bytes again once the server has answered (TlsEngine::write)
-    }
-    unsent_.pop_front();
+  } else if (tls_->write(std::string(bytes)) == TlsEngine::Status::Failed) {
+    tlsFailed();
   }
 }
 
-void Connection::writeRaw(std::string bytes) {
+void Connection::tlsHandshakeFailed() {
+  session_->abort(tls_->engine().failureReason(), Phase::TlsHandshake, tls_->engine().error());
+  close();
+}
+
+// After the handshake, any TLS error ends the conversation as a lost connection.
+void Connection::tlsFailed() {
+  session_->abort(FailureReason::ConnectionClosed, phase_, "TLS error: " + tls_->engine().error());
+  close();
+}
+
+bool Connection::writeRaw(std::string bytes) {
   if (state_ != State::Open) {
-    return;
+    return false;
   }
   int rc = writeOwned(reinterpret_cast<uv_stream_t*>(&tcp_), std::move(bytes));
   if (rc != 0) {
     session_->abort(FailureReason::ConnectionClosed, phase_, "write: " + uvError(rc));
     close();
+    return false;
   }
+  return true;
 }
 
 void Connection::startTls() {
@@ -333,8 +317,8 @@ void Connection::done() {
   if (!session_key_.empty() && tls_ && state_ == State::Open) {
     // The conversation ended well: say so (close_notify), or OpenSSL will not resume the
     // session. Best effort, without a request: the server may already be gone.
-    tls_->shutdown();
-    std::string alert = tls_->takeCiphertext();
+    tls_->engine().shutdown();
+    std::string alert = tls_->engine().takeCiphertext();
     uv_buf_t buf = uv_buf_init(alert.data(), static_cast<unsigned>(alert.size()));
     if (!alert.empty()) {
       uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp_), &buf, 1);

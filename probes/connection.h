@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 #include <uv.h>
 
-#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -19,8 +18,8 @@
 
 namespace mailprobe {
 
+class TlsChannel;
 class TlsContext;
-class TlsEngine;
 
 struct ConnectionResult {
   ConnectionOutcome outcome;
@@ -62,9 +61,9 @@ class Connection final : public SessionHost {
   void onTimer();
   void onTlsBytes(std::string_view bytes);
   void beginTls();
-  void flushTls();
-  void writeTls();
-  void writeRaw(std::string bytes);
+  void tlsHandshakeFailed();
+  void tlsFailed();
+  bool writeRaw(std::string bytes);
   void close();
   void onHandleClosed();
   void stampPhase();
@@ -76,13 +75,10 @@ class Connection final : public SessionHost {
   int open_handles_ = 0;
   State state_ = State::Connecting;
   std::shared_ptr<TlsContext> tls_context_;
-  std::unique_ptr<TlsEngine> tls_;
+  std::unique_ptr<TlsChannel> tls_;  // set at the switch to TLS; holds what a renegotiation holds
   std::string session_key_;  // TlsOptions::resumption: the endpoint and this address; else ""
   bool implicit_tls_;
   size_t tls_bytes_seen_ = 0;  // server bytes since the switch to TLS
-  // Plaintext the TLS engine has not taken yet, in order: it takes nothing while the server
-  // renegotiates (WantIo), and the front chunk is offered again after the server's next bytes.
-  std::deque<std::string> unsent_;
   std::unique_ptr<ProtocolSession> session_;
   Done done_;
   Phase phase_ = Phase::Connect;
