@@ -91,6 +91,46 @@ addresses = ["$EXPIRED_IP"]
   port = $IMAPS_PORT
   security = "tls"
 CONF
+  write_demo_profiles >>"$DIR/mailprobed.toml"
+}
+
+# The built-in client profiles name the platform's ports (993, 143, 465, 587); the demo's
+# servers listen on ports of their own. So that the verdict grid says something, the demo
+# redefines each built-in (replace = true) as daemon/profiles.cpp has it, on the demo's ports.
+# A platform published on other ports than the usual ones would do the same.
+# profile_side incoming|outgoing PORT SECURITY CERTIFICATES TLS_VERSIONS MECHANISMS [NEXT]
+profile_side() {
+  echo "  [[profile.$1]]"
+  echo "  port = $2"
+  echo "  security = \"$3\""
+  echo "  certificates = \"$4\""
+  echo "  tls_versions = $5"
+  echo "  mechanisms = $6"
+  [[ ${7:-} == next ]] && echo "  next_mechanism_on_failure = true"
+  return 0
+}
+# profile ID DESCRIPTION: the head of a replaced built-in.
+profile() { printf '\n[[profile]]\nid = "%s"\nreplace = true\ndescription = "%s"\n' "$1" "$2"; }
+write_demo_profiles() {
+  local v12='["TLSv1.2", "TLSv1.3"]' v10='["TLSv1.0", "TLSv1.1"]'
+  local imap='["PLAIN", "LOGIN", "LOGIN-COMMAND"]' smtp='["PLAIN", "LOGIN"]'
+  profile android-guide "The platform guide's Android setup, on the demo's ports: IMAP 993 and SMTP 465, implicit TLS, any certificate accepted."
+  profile_side incoming "$IMAPS_PORT" tls accept-all "$v12" '["LOGIN-COMMAND"]'
+  profile_side outgoing "$SMTPS_PORT" tls accept-all "$v12" "$smtp"
+  profile thunderbird "Thunderbird, on the demo's ports: 993 then 143, 465 then 587, strict certificates."
+  profile_side incoming "$IMAPS_PORT" tls strict "$v12" "$imap" next
+  profile_side incoming "$IMAP_STARTTLS_PORT" starttls strict "$v12" "$imap" next
+  profile_side outgoing "$SMTPS_PORT" tls strict "$v12" "$smtp" next
+  profile_side outgoing "$SUBMISSION_PORT" starttls strict "$v12" "$smtp" next
+  profile ios-mail "iOS Mail, on the demo's ports: IMAP 993, SMTP 587 STARTTLS, strict certificates."
+  profile_side incoming "$IMAPS_PORT" tls strict "$v12" "$imap"
+  profile_side outgoing "$SUBMISSION_PORT" starttls strict "$v12" "$smtp"
+  profile outlook "Outlook, on the demo's ports: IMAP 993, SMTP 587 STARTTLS, strict, TLS 1.2 at least."
+  profile_side incoming "$IMAPS_PORT" tls strict "$v12" '["PLAIN", "LOGIN-COMMAND"]'
+  profile_side outgoing "$SUBMISSION_PORT" starttls strict "$v12" '["LOGIN", "PLAIN"]'
+  profile legacy-tls10 "A phone that speaks only TLS 1.0 and 1.1, on the demo's ports: it fails against servers that require TLS 1.2."
+  profile_side incoming "$IMAPS_PORT" tls accept-all "$v10" '["LOGIN-COMMAND"]'
+  profile_side outgoing "$SMTPS_PORT" tls accept-all "$v10" "$smtp"
 }
 
 echo "== starting Dovecot and Postfix on loopback in $DIR"
